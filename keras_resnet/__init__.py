@@ -1,0 +1,41 @@
+"""keras_resnet: residual networks for Keras 3 on TensorFlow, JAX and PyTorch.
+
+    import keras_resnet
+    model = keras_resnet.build(depth=50)
+
+Importing the package imports Keras, with the backend that `KERAS_BACKEND`
+names, and registers the package's custom layers, so `keras.saving.load_model`
+reads saved models without `custom_objects`. The data and training modules,
+which import TensorFlow, load on first use.
+"""
+
+import importlib
+
+from keras_resnet.blocks import basic_block
+from keras_resnet.blocks import bottleneck_block
+from keras_resnet.blocks import cifar_stem
+from keras_resnet.blocks import conv_bn
+from keras_resnet.blocks import imagenet_stem
+from keras_resnet.blocks import stage
+from keras_resnet.layers import ZeroPadShortcut
+from keras_resnet.models import available_models
+from keras_resnet.models import build
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "load_datasets": "keras_resnet.data",
+    "Datasets": "keras_resnet.data",
+    "train": "keras_resnet.training",
+    "TrainConfig": "keras_resnet.training",
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'keras_resnet' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

@@ -1,0 +1,157 @@
+"""The `keras-resnet` command: parses arguments and calls the library.
+
+Keras reads `KERAS_BACKEND` once, when it is first imported, and importing
+this module imports Keras through the package. When `--backend` asks for
+another backend, the command therefore starts itself again with
+`KERAS_BACKEND` set, before any work is done.
+"""
+
+import argparse
+import json
+import logging
+import os
+import sys
+
+BACKENDS = ("tensorflow", "jax", "torch")
+
+
+def main(argv=None):
+    """Run the command line; return the process exit status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        _select_backend(args.backend, argv)
+        return args.run(args)
+    except KeyboardInterrupt:
+        print("Interrupted; rerun the same command to resume from the last finished epoch.", file=sys.stderr)
+        return 130
+    except (ValueError, TypeError, FileNotFoundError, FileExistsError, RuntimeError, FloatingPointError) as error:
+        # Bad input, an unavailable data set, a finished run in the way, or a
+        # NaN loss: one line, no traceback.
+        print(f"keras-resnet: error: {error}", file=sys.stderr)
+        return 2
+
+
+def _parser():
+    parser = argparse.ArgumentParser(
+        prog="keras-resnet", description="Residual networks for Keras 3 on TensorFlow, JAX and PyTorch."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train a ResNet with model.fit", description=_TRAIN_HELP)
+    train.add_argument("--depth", type=int, default=20, help="network depth (default: 20, the CIFAR ResNet-20)")
+    train.add_argument(
+        "--family",
+        choices=("imagenet", "cifar"),
+        default=None,
+        help="network family; by default the ImageNet depths 18-200 build ImageNet networks and other 6n+2 "
+        "depths CIFAR networks",
+    )
+    train.add_argument("--width", type=float, default=1.0, help="width multiplier of every layer (default: 1.0)")
+    train.add_argument("--epochs", type=int, default=15, help="number of epochs (default: 15)")
+    train.add_argument("--batch-size", type=int, default=128, help="images per step (default: 128)")
+    train.add_argument(
+        "--data",
+        default="sample",
+        help="'sample' (real CIFAR-10 images shipped with the package, the default), a folder with one "
+        "sub-folder per class, or tfds:NAME such as tfds:cifar10",
+    )
+    train.add_argument("--image-size", type=int, default=None, help="resize images to this square size in pixels")
+    train.add_argument(
+        "--validation-split",
+        type=float,
+        default=0.1,
+        help="share of each class held out for validation (default: 0.1; 0 trains on everything)",
+    )
+    train.add_argument(
+        "--learning-rate", type=float, default=0.1, help="peak learning rate at batch size 128 (default: 0.1)"
+    )
+    train.add_argument(
+        "--weight-decay",
+        type=float,
+        default=5e-3,
+        help="decoupled weight decay of convolution and dense kernels (default: 5e-3, about an L2 penalty of "
+        "5e-4 under momentum 0.9)",
+    )
+    train.add_argument("--warmup-epochs", type=float, default=1.0, help="epochs of linear warm-up (default: 1)")
+    train.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    train.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default=None,
+        help="Keras backend (default: $KERAS_BACKEND, else tensorflow)",
+    )
+    train.add_argument(
+        "--output",
+        default=None,
+        help="run folder (default: runs/resnet<depth>, or runs/resnet<depth>-N when that one is finished)",
+    )
+    train.add_argument("--overwrite", action="store_true", help="replace a finished run in --output")
+    train.set_defaults(run=_train)
+    return parser
+
+
+_TRAIN_HELP = (
+    "Train a ResNet with SGD, Nesterov momentum, warm-up and cosine decay. Writes model.keras (best "
+    "validation accuracy), history.csv, curves.png and metrics.json into the run folder. Rerunning an "
+    "interrupted command resumes from its last finished epoch."
+)
+
+
+def _select_backend(requested, argv):
+    import keras
+
+    backend = requested or os.environ.get("KERAS_BACKEND") or "tensorflow"
+    if backend == keras.backend.backend():
+        return
+    if backend not in BACKENDS:
+        raise ValueError(f"KERAS_BACKEND must be one of {', '.join(BACKENDS)}; received {backend!r}.")
+    if os.environ.get(_RESTARTED):
+        raise RuntimeError(f"Keras started with the {keras.backend.backend()!r} backend, not {backend!r}.")
+    environment = dict(os.environ, KERAS_BACKEND=backend, **{_RESTARTED: "1"})
+    sys.stdout.flush()
+    os.execve(sys.executable, [sys.executable, "-m", "keras_resnet.cli", *argv], environment)
+
+
+# Set in the environment of a restarted command, so that it cannot restart
+# itself again.
+_RESTARTED = "KERAS_RESNET_CLI_RESTARTED"
+
+
+def _train(args):
+    from keras_resnet import training
+
+    cfg = training.TrainConfig(
+        depth=args.depth,
+        family=args.family,
+        width=args.width,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        data=args.data,
+        image_size=args.image_size,
+        validation_split=args.validation_split,
+        learning_rate=args.learning_rate,
+        weight_decay=args.weight_decay,
+        warmup_epochs=args.warmup_epochs,
+        seed=args.seed,
+    )
+    metrics = training.train(cfg, output=args.output, overwrite=args.overwrite)
+    _print_summary(metrics)
+    return 0
+
+
+def _print_summary(metrics):
+    val = metrics["val_accuracy"]
+    accuracy = f"validation accuracy {val:.4f}" if val is not None else "no validation split"
+    print(
+        f"\n{metrics['model']} ({metrics['params']:,} parameters) trained {metrics['epochs']} epochs on "
+        f"{metrics['train_images']:,} images under {metrics['backend']}: {accuracy} "
+        f"(best epoch {metrics['best_epoch']}), {metrics['train_seconds']:.1f} s of training, "
+        f"{metrics['images_per_second']:.0f} images/s. Files in {metrics['run_dir']}/."
+    )
+    print(json.dumps({k: metrics[k] for k in ("val_accuracy", "val_loss", "epochs", "backend", "train_seconds")}))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

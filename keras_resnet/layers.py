@@ -1,0 +1,60 @@
+"""The registered custom layers that the models use.
+
+Every layer here is registered with Keras under the package name
+"keras_resnet", so a saved `.keras` file loads with plain
+`keras.saving.load_model` once `keras_resnet` has been imported, and without
+`safe_mode=False` because no `Lambda` layer is involved.
+"""
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="keras_resnet")
+class ZeroPadShortcut(keras.layers.Layer):
+    """Identity shortcut that subsamples and pads new channels with zeros.
+
+    This is option A of He et al. 2016, section 4.2: when a residual stage
+    halves the spatial size and widens the channels, the shortcut keeps every
+    `strides`-th pixel and appends zero channels, so it has no parameters.
+
+    Args:
+        filters: int, number of output channels; at least the input's.
+        strides: int, spatial subsampling factor (1 or 2 in the models here).
+
+    Input shape: `(batch, height, width, channels)` (channels_last).
+    Output shape: `(batch, ceil(height / strides), ceil(width / strides), filters)`.
+    """
+
+    def __init__(self, filters, strides=1, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = int(filters)
+        self.strides = int(strides)
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        if channels is not None and channels > self.filters:
+            raise ValueError(
+                f"ZeroPadShortcut can only add channels: input has {channels}, "
+                f"but `filters` is {self.filters}."
+            )
+
+    def call(self, inputs):
+        outputs = inputs[:, :: self.strides, :: self.strides, :]
+        extra = self.filters - ops.shape(inputs)[-1]
+        if extra:
+            outputs = ops.pad(outputs, [(0, 0), (0, 0), (0, 0), (0, extra)])
+        return outputs
+
+    def compute_output_shape(self, input_shape):
+        batch, height, width, _ = input_shape
+
+        def reduce(size):
+            return None if size is None else -(-size // self.strides)
+
+        return (batch, reduce(height), reduce(width), self.filters)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"filters": self.filters, "strides": self.strides})
+        return config

@@ -1,0 +1,422 @@
+"""Training with `model.fit`: the recipe, its callbacks and the run folder.
+
+A run folder receives:
+
+- `model.keras`: the model of the best validation accuracy so far (the last
+  epoch's model when there is no validation split);
+- `history.csv`: one row of metrics per epoch (`keras.callbacks.CSVLogger`);
+- `curves.png`: loss and accuracy per epoch;
+- `metrics.json`: the final figures, written last, so its presence marks a
+  finished run;
+- `backup/`: `keras.callbacks.BackupAndRestore` state while a run is going,
+  so rerunning an interrupted run resumes from its last finished epoch.
+
+`model.keras`, `curves.png` and `metrics.json` are written to a temporary
+file and renamed into place, so an interrupted run never leaves a truncated
+file where a good one was.
+"""
+
+import csv
+import dataclasses
+import json
+import logging
+import math
+import os
+import pathlib
+import time
+
+import keras
+
+from keras_resnet import config
+from keras_resnet import data as data_lib
+from keras_resnet import models
+
+logger = logging.getLogger(__name__)
+
+BACKUP_DIR = "backup"
+MODEL_FILE = "model.keras"
+HISTORY_FILE = "history.csv"
+CURVES_FILE = "curves.png"
+METRICS_FILE = "metrics.json"
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Settings of one training run; the defaults are the CIFAR recipe.
+
+    The recipe is He et al. 2016's (SGD with momentum 0.9, learning rate 0.1
+    at batch 128, weight decay) with two common updates: Nesterov momentum
+    and a cosine learning-rate decay after a linear warm-up.
+
+    Attributes:
+        depth: int, network depth (see `keras_resnet.build`).
+        family: "imagenet", "cifar" or None (inferred from the depth).
+        width: float, width multiplier.
+        epochs: int, number of epochs.
+        batch_size: int, images per training step.
+        data: str, data source (see `keras_resnet.load_datasets`).
+        image_size: int or None, square size images are resized to.
+        validation_split: float, share of each class held out.
+        learning_rate: float, peak learning rate at `batch_size` 128; it is
+            scaled linearly with the batch size (Goyal et al. 2017).
+        weight_decay: float, decoupled weight decay of Keras's optimizers:
+            each step multiplies a kernel by `1 - learning_rate *
+            weight_decay`. BatchNorm parameters and biases are not decayed.
+            With momentum 0.9 this decays about as much as an L2 penalty of
+            `weight_decay / 10` added to the gradient (the coupled form that
+            PyTorch's SGD uses), so the default 5e-3 matches the common 5e-4.
+        momentum: float, Nesterov momentum.
+        warmup_epochs: float, epochs of linear learning-rate warm-up from 0.
+        seed: int, seed for weights, shuffling and augmentation.
+        jit_compile: bool or "auto", passed to `model.compile`; None picks
+            the default for the backend (`default_jit_compile`).
+        verbose: "auto", 0, 1 or 2, passed to `model.fit`.
+    """
+
+    depth: int = 20
+    family: str = None
+    width: float = 1.0
+    epochs: int = 15
+    batch_size: int = 128
+    data: str = data_lib.SAMPLE
+    image_size: int = None
+    validation_split: float = 0.1
+    learning_rate: float = 0.1
+    weight_decay: float = 5e-3
+    momentum: float = 0.9
+    warmup_epochs: float = 1.0
+    seed: int = 0
+    jit_compile: object = None
+    verbose: object = "auto"
+
+
+class RunExistsError(FileExistsError):
+    """The output folder holds a finished run that would be overwritten."""
+
+
+def default_jit_compile(backend):
+    """Return the `jit_compile` setting that trains fastest on `backend`.
+
+    On TensorFlow on a CPU, TensorFlow's own kernels beat XLA for these
+    networks: `experiments/compile_settings.py` measures the settings side by
+    side. Everywhere else Keras's "auto" stays: JAX always compiles, and
+    "auto" keeps the torch backend in eager mode.
+    """
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        if not tf.config.list_physical_devices("GPU"):
+            return False
+    return "auto"
+
+
+def make_schedule(cfg, steps_per_epoch):
+    """Return a linear warm-up from 0 followed by a cosine decay to 0."""
+    total_steps = max(1, cfg.epochs * steps_per_epoch)
+    warmup_steps = min(int(cfg.warmup_epochs * steps_per_epoch), total_steps - 1)
+    peak = cfg.learning_rate * cfg.batch_size / 128
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0 if warmup_steps else peak,
+        decay_steps=total_steps - warmup_steps,
+        warmup_target=peak if warmup_steps else None,
+        warmup_steps=warmup_steps,
+    )
+
+
+def make_optimizer(model, cfg, steps_per_epoch):
+    """Return SGD with Nesterov momentum, the schedule, and weight decay."""
+    optimizer = keras.optimizers.SGD(
+        learning_rate=make_schedule(cfg, steps_per_epoch), momentum=cfg.momentum, nesterov=True, weight_decay=cfg.weight_decay
+    )
+    # Only convolution and dense kernels are decayed: decaying BatchNorm's
+    # gamma and beta or a bias only constrains the scale and offset.
+    optimizer.exclude_from_weight_decay(var_list=[w for w in model.trainable_weights if w.name != "kernel"])
+    return optimizer
+
+
+def train(cfg=None, output=None, overwrite=False):
+    """Train a ResNet and write the run folder.
+
+    Args:
+        cfg: `TrainConfig`, or None for the defaults.
+        output: str or path of the run folder, or None for
+            `runs/<model name>`, where a finished run moves on to
+            `runs/<model name>-2` and so on.
+        overwrite: bool, whether a finished run in `output` may be replaced.
+
+    Returns:
+        dict, the contents of `metrics.json`.
+
+    Raises:
+        RunExistsError: if `output` holds a finished run and `overwrite` is False.
+        ValueError, TypeError: for invalid settings or data (see `build` and
+            `load_datasets`).
+        FloatingPointError: if the loss becomes NaN; `model.keras` keeps the
+            best model saved before that.
+    """
+    cfg = cfg or TrainConfig()
+    _check_config(cfg)
+    family = config.resolve_family(cfg.depth, cfg.family)
+    run_dir = resolve_run_dir(output, f"resnet{cfg.depth}" if family == "cifar" else f"resnet{cfg.depth}_{family}")
+    _prepare_run_dir(run_dir, overwrite)
+    keras.utils.set_random_seed(cfg.seed)
+
+    datasets = data_lib.load_datasets(
+        cfg.data,
+        batch_size=cfg.batch_size,
+        image_size=cfg.image_size,
+        validation_split=cfg.validation_split,
+        seed=cfg.seed,
+    )
+    model = models.build(
+        depth=cfg.depth,
+        family=family,
+        width=cfg.width,
+        num_classes=len(datasets.class_names),
+        input_shape=datasets.image_shape,
+        input_normalization=(datasets.mean, datasets.std),
+    )
+    steps_per_epoch = max(1, datasets.train_size // cfg.batch_size)
+    backend = keras.backend.backend()
+    jit_compile = default_jit_compile(backend) if cfg.jit_compile is None else cfg.jit_compile
+    model.compile(
+        optimizer=make_optimizer(model, cfg, steps_per_epoch),
+        loss=keras.losses.SparseCategoricalCrossentropy(),
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        jit_compile=jit_compile,
+    )
+    logger.info(
+        "Training %s (%d trainable parameters) on %d images from %s under %s for %d epochs into %s",
+        model.name, _trainable_params(model), datasets.train_size, cfg.data, backend, cfg.epochs, run_dir,
+    )
+
+    timer = TrainTimer()
+    monitor = "val_accuracy" if datasets.validation is not None else "accuracy"
+    checkpoint = AtomicBestCheckpoint(run_dir / MODEL_FILE, monitor, history_path=run_dir / HISTORY_FILE)
+    callbacks = [
+        keras.callbacks.TerminateOnNaN(),
+        timer,
+        checkpoint,
+        keras.callbacks.CSVLogger(str(run_dir / HISTORY_FILE), append=True),
+        keras.callbacks.BackupAndRestore(str(run_dir / BACKUP_DIR)),
+    ]
+    model.fit(
+        datasets.train,
+        validation_data=datasets.validation,
+        epochs=cfg.epochs,
+        callbacks=callbacks,
+        verbose=cfg.verbose,
+        # The training pipeline shuffles already.
+        shuffle=False,
+    )
+
+    history = read_history(run_dir / HISTORY_FILE)
+    if any(math.isnan(row.get("loss", 0.0)) for row in history) or timer.nan_seen:
+        raise FloatingPointError(
+            f"Training stopped: the loss became NaN. {run_dir / MODEL_FILE} keeps the best model saved before; "
+            "try a lower --learning-rate."
+        )
+    if len(history) < cfg.epochs:
+        raise RuntimeError(f"Training stopped after {len(history)} of {cfg.epochs} epochs; rerun to resume.")
+
+    plot_curves(history, run_dir / CURVES_FILE)
+    metrics = _metrics(cfg, model, datasets, history, timer, monitor, backend, jit_compile)
+    metrics["run_dir"] = str(run_dir)
+    atomic_write_text(run_dir / METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
+    return metrics
+
+
+def resolve_run_dir(output, name):
+    """Return the run folder: `output`, or the first unfinished `runs/<name>[-N]`."""
+    if output is not None:
+        return pathlib.Path(output)
+    for index in range(1, 10_000):
+        candidate = pathlib.Path("runs") / (name if index == 1 else f"{name}-{index}")
+        if not (candidate / METRICS_FILE).exists():
+            return candidate
+    raise RunExistsError(f"runs/{name} to runs/{name}-9999 all hold finished runs; pass --output.")
+
+
+def _prepare_run_dir(run_dir, overwrite):
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ValueError(f"--output '{run_dir}' is a file; pass a folder.")
+    if (run_dir / METRICS_FILE).exists():
+        if not overwrite:
+            raise RunExistsError(
+                f"'{run_dir}' already holds a finished run ({METRICS_FILE}); pass --overwrite to replace it "
+                "or choose another --output."
+            )
+        for name in (METRICS_FILE, HISTORY_FILE):
+            (run_dir / name).unlink(missing_ok=True)
+    elif (run_dir / BACKUP_DIR).exists():
+        logger.info("Resuming the interrupted run in %s", run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+
+def _check_config(cfg):
+    config.check_int("epochs", cfg.epochs, minimum=1)
+    config.check_int("batch_size", cfg.batch_size, minimum=1)
+    config.check_positive_number("learning_rate", cfg.learning_rate)
+    if cfg.weight_decay < 0:
+        raise ValueError(f"`weight_decay` must be >= 0; received {cfg.weight_decay!r}.")
+    if not 0 <= cfg.momentum < 1:
+        raise ValueError(f"`momentum` must be in [0, 1); received {cfg.momentum!r}.")
+    if cfg.warmup_epochs < 0:
+        raise ValueError(f"`warmup_epochs` must be >= 0; received {cfg.warmup_epochs!r}.")
+
+
+class TrainTimer(keras.callbacks.Callback):
+    """Record the seconds spent in training steps, without validation."""
+
+    def __init__(self):
+        super().__init__()
+        self.seconds = 0.0
+        self.epochs = 0
+        self.nan_seen = False
+        self._start = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_test_begin(self, logs=None):
+        self._stop()
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.nan_seen = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._stop()
+        self.epochs += 1
+
+    def _stop(self):
+        if self._start is not None:
+            self.seconds += time.perf_counter() - self._start
+            self._start = None
+
+
+class AtomicBestCheckpoint(keras.callbacks.Callback):
+    """Save the model whenever `monitor` improves, by writing and renaming.
+
+    `keras.callbacks.ModelCheckpoint` writes straight to its file path, so a
+    run killed during a save would leave a truncated file in place of the
+    previous best model.
+
+    Args:
+        path: path of the `.keras` file.
+        monitor: str, metric to maximise, such as "val_accuracy".
+        history_path: path of the run's CSV history. When the run resumes,
+            the best value recorded there is the one to beat.
+    """
+
+    def __init__(self, path, monitor, history_path=None):
+        super().__init__()
+        self.path = pathlib.Path(path)
+        self.monitor = monitor
+        self.best = -math.inf
+        if history_path is not None and self.path.exists():
+            values = [row[monitor] for row in read_history(history_path) if monitor in row]
+            self.best = max(values, default=-math.inf)
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is None or not math.isfinite(float(value)) or float(value) <= self.best:
+            return
+        self.best = float(value)
+        temporary = self.path.with_name(f".tmp-{os.getpid()}-{self.path.name}")
+        self.model.save(temporary)
+        os.replace(temporary, self.path)
+
+
+def atomic_write_text(path, text):
+    """Write `text` to `path` through a temporary file and a rename."""
+    path = pathlib.Path(path)
+    temporary = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    temporary.write_text(text)
+    os.replace(temporary, path)
+
+
+def read_history(path):
+    """Return the rows of a CSVLogger file as dicts of floats, one per epoch.
+
+    A resumed run can repeat an epoch that finished after the last backup;
+    the later row wins.
+    """
+    if not pathlib.Path(path).exists():
+        return []
+    rows = {}
+    with open(path, newline="") as handle:
+        for row in csv.DictReader(handle):
+            if row.get("epoch", "") == "epoch":
+                continue
+            rows[int(row["epoch"])] = {key: float(value) for key, value in row.items() if value != ""}
+    return [rows[epoch] for epoch in sorted(rows)]
+
+
+def plot_curves(history, path):
+    """Draw loss and accuracy per epoch into a PNG file."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    epochs = [row["epoch"] + 1 for row in history]
+    figure, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for axis, metric in zip(axes, ("loss", "accuracy")):
+        for prefix, label in (("", "training"), ("val_", "validation")):
+            if any(prefix + metric in row for row in history):
+                axis.plot(epochs, [row.get(prefix + metric, math.nan) for row in history], marker="o", label=label)
+        axis.set_xlabel("epoch")
+        axis.set_ylabel(metric)
+        axis.grid(alpha=0.3)
+        axis.legend()
+    figure.tight_layout()
+
+    path = pathlib.Path(path)
+    temporary = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    figure.savefig(temporary, dpi=100, format="png")
+    plt.close(figure)
+    os.replace(temporary, path)
+
+
+def _trainable_params(model):
+    return int(sum(math.prod(w.shape) for w in model.trainable_weights))
+
+
+def _metrics(cfg, model, datasets, history, timer, monitor, backend, jit_compile):
+    best = max(history, key=lambda row: row.get(monitor, -math.inf))
+    last = history[-1]
+    images_trained = timer.epochs * (datasets.train_size // cfg.batch_size) * cfg.batch_size
+    return {
+        "val_accuracy": best.get("val_accuracy"),
+        "val_loss": best.get("val_loss"),
+        "best_epoch": int(best["epoch"]) + 1,
+        "final_val_accuracy": last.get("val_accuracy"),
+        "final_accuracy": last.get("accuracy"),
+        "final_loss": last.get("loss"),
+        "epochs": len(history),
+        "epochs_this_process": timer.epochs,
+        "backend": backend,
+        "keras_version": keras.__version__,
+        "jit_compile": jit_compile,
+        "model": model.name,
+        "family": config.resolve_family(cfg.depth, cfg.family),
+        "depth": cfg.depth,
+        "width": cfg.width,
+        "params": _trainable_params(model),
+        "total_params": int(model.count_params()),
+        "data": str(cfg.data),
+        "class_names": datasets.class_names,
+        "image_shape": list(datasets.image_shape),
+        "train_images": datasets.train_size,
+        "validation_images": datasets.validation_size,
+        "batch_size": cfg.batch_size,
+        "learning_rate": cfg.learning_rate,
+        "weight_decay": cfg.weight_decay,
+        "seed": cfg.seed,
+        "train_seconds": round(timer.seconds, 2),
+        "images_per_second": round(images_trained / timer.seconds, 1) if timer.seconds else None,
+        "input_mean": list(datasets.mean),
+        "input_std": list(datasets.std),
+    }

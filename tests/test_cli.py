@@ -1,0 +1,101 @@
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import pytest
+
+
+def run_cli(*args, cwd=None, backend=None):
+    env = dict(os.environ, KERAS_BACKEND=keras.backend.backend())
+    if backend is not None:
+        env.pop("KERAS_BACKEND")
+        args = (*args, "--backend", backend)
+    return subprocess.run(
+        [sys.executable, "-m", "keras_resnet.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("cli") / "run"
+    result = run_cli("train", "--depth", "8", "--epochs", "2", "--batch-size", "64", "--output", str(run_dir))
+    return run_dir, result
+
+
+def test_train_on_sample_end_to_end(finished_run):
+    run_dir, result = finished_run
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "validation accuracy" in result.stdout
+
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    for key in ("val_accuracy", "val_loss", "epochs", "backend", "depth", "width", "params", "train_images", "train_seconds"):
+        assert key in metrics, key
+    assert metrics["backend"] == keras.backend.backend()
+    assert metrics["epochs"] == 2
+    assert metrics["depth"] == 8
+    assert metrics["params"] == 75_290
+    assert metrics["train_images"] == 4000
+    assert metrics["train_seconds"] > 0
+    # Chance is 0.1 on ten balanced classes; two epochs of ResNet-8 reach
+    # about 0.3 on the sample.
+    assert metrics["val_accuracy"] > 0.15
+
+    history = (run_dir / "history.csv").read_text().splitlines()
+    assert history[0].startswith("epoch")
+    assert len(history) == 3
+    assert (run_dir / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not (run_dir / "backup").exists()
+
+
+def test_saved_run_model_loads(finished_run):
+    import keras_resnet  # noqa: F401  (registers the custom layers, as a user would)
+
+    run_dir, _ = finished_run
+    model = keras.saving.load_model(run_dir / "model.keras")
+    assert model.output_shape == (None, 10)
+    assert model.get_layer("input_normalize") is not None
+
+
+def test_rerun_refuses_to_overwrite(finished_run):
+    run_dir, _ = finished_run
+    before = (run_dir / "model.keras").read_bytes()
+    result = run_cli("train", "--depth", "8", "--epochs", "2", "--output", str(run_dir))
+    assert result.returncode == 2
+    assert "already holds a finished run" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert (run_dir / "model.keras").read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    "args, received",
+    [
+        (["--depth", "51"], "51"),
+        (["--width", "0"], "0"),
+        (["--epochs", "0"], "0"),
+        (["--data", "/no/such/folder"], "/no/such/folder"),
+        (["--validation-split", "1.5"], "1.5"),
+    ],
+)
+def test_bad_arguments_exit_cleanly(tmp_path, args, received):
+    result = run_cli("train", *args, "--output", str(tmp_path / "run"))
+    assert result.returncode == 2
+    assert received in result.stderr
+    assert "Traceback" not in result.stderr
+    # TensorFlow may log its start-up notices before; the error is last.
+    assert result.stderr.strip().splitlines()[-1].startswith("keras-resnet: error:"), result.stderr
+
+
+def test_backend_flag_restarts_with_that_backend(tmp_path):
+    other = "jax" if keras.backend.backend() != "jax" else "torch"
+    result = run_cli("train", "--depth", "51", "--output", str(tmp_path / "run"), backend=other)
+    assert result.returncode == 2
+    assert "51" in result.stderr
+    result = run_cli("train", "--depth", "8", "--epochs", "0", backend=other)
+    assert result.returncode == 2

@@ -1,0 +1,187 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from keras_resnet import data
+
+CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+def write_images(folder, counts, size=(20, 24), mode="RGB", suffix=".jpg"):
+    rng = np.random.default_rng(0)
+    for name, count in counts.items():
+        (folder / name).mkdir(parents=True)
+        for i in range(count):
+            pixels = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+            Image.fromarray(pixels).convert(mode).save(folder / name / f"{i:03d}{suffix}")
+
+
+def labels_of(dataset):
+    return np.concatenate([y for _, y in dataset.as_numpy_iterator()])
+
+
+def test_sample_splits():
+    ds = data.load_datasets("sample", batch_size=100)
+    assert ds.class_names == CIFAR10_CLASSES
+    assert (ds.train_size, ds.validation_size) == (4000, 1000)
+    assert ds.image_shape == (32, 32, 3)
+    assert np.bincount(labels_of(ds.validation)).tolist() == [100] * 10
+
+    images, labels = next(ds.train.as_numpy_iterator())
+    assert images.shape == (100, 32, 32, 3)
+    assert images.dtype == np.float32
+    assert labels.dtype == np.int32
+    assert 0 <= images.min() and images.max() <= 255
+
+
+def test_sample_channel_stats_are_cifar_like():
+    ds = data.load_datasets("sample")
+    # CIFAR-10's training set has channel means of about 125, 123 and 114.
+    np.testing.assert_allclose(ds.mean, (125.3, 123.0, 113.9), atol=3)
+    assert all(55 < s < 75 for s in ds.std)
+
+
+def test_augmentation_only_on_training():
+    ds = data.load_datasets("sample", batch_size=50, validation_split=0.1, seed=1)
+    first = next(ds.validation.as_numpy_iterator())[0]
+    again = next(ds.validation.as_numpy_iterator())[0]
+    np.testing.assert_array_equal(first, again)
+
+    plain = data.load_datasets("sample", batch_size=4000, augment=False)
+    augmented = data.load_datasets("sample", batch_size=4000, augment=True)
+    a = next(plain.train.as_numpy_iterator())
+    b = next(augmented.train.as_numpy_iterator())
+    assert not np.array_equal(np.sort(a[0].ravel()), np.sort(b[0].ravel()))
+    # The zero padding shows up as black pixels in some crops.
+    assert (b[0] == 0).all(axis=-1).mean() > (a[0] == 0).all(axis=-1).mean()
+
+
+def test_folder_holds_out_last_files_per_class(tmp_path):
+    write_images(tmp_path, {"cat": 10, "dog": 20})
+    ds = data.load_datasets(str(tmp_path), batch_size=4, validation_split=0.2, image_size=16)
+    assert ds.class_names == ["cat", "dog"]
+    assert (ds.train_size, ds.validation_size) == (24, 6)
+    assert np.bincount(labels_of(ds.validation)).tolist() == [2, 4]
+    assert ds.image_shape == (16, 16, 3)
+    images, _ = next(ds.train.as_numpy_iterator())
+    assert images.shape == (4, 16, 16, 3)
+
+
+def test_folder_keeps_first_image_size(tmp_path):
+    write_images(tmp_path, {"a": 3, "b": 3}, size=(20, 24))
+    ds = data.load_datasets(tmp_path, batch_size=2, validation_split=0)
+    assert ds.image_shape == (24, 20, 3)
+    assert ds.validation is None
+
+
+def test_folder_converts_grayscale_and_rgba(tmp_path):
+    write_images(tmp_path / "data", {"gray": 2}, mode="L", suffix=".png")
+    write_images(tmp_path / "more", {"rgba": 2}, mode="RGBA", suffix=".png")
+    (tmp_path / "more" / "rgba").rename(tmp_path / "data" / "rgba")
+    ds = data.load_datasets(tmp_path / "data", batch_size=4, validation_split=0, augment=False)
+    images, labels = next(ds.train.as_numpy_iterator())
+    assert images.shape == (4, 24, 20, 3)
+    gray = images[labels == 0]
+    np.testing.assert_array_equal(gray[..., 0], gray[..., 1])
+
+
+def test_missing_folder_message(tmp_path):
+    missing = tmp_path / "nowhere"
+    with pytest.raises(ValueError, match="does not exist") as info:
+        data.load_datasets(str(missing))
+    assert str(missing) in str(info.value)
+
+
+def test_file_instead_of_folder_message(tmp_path):
+    path = tmp_path / "x.jpg"
+    path.write_bytes(b"")
+    with pytest.raises(ValueError, match="is a file") as info:
+        data.load_datasets(str(path))
+    assert str(path) in str(info.value)
+
+
+def test_empty_folder_message(tmp_path):
+    with pytest.raises(ValueError, match="no class sub-folders") as info:
+        data.load_datasets(str(tmp_path))
+    assert str(tmp_path) in str(info.value)
+
+
+def test_class_without_images_message(tmp_path):
+    write_images(tmp_path, {"cat": 3})
+    (tmp_path / "dog").mkdir()
+    (tmp_path / "dog" / "notes.txt").write_text("no images here")
+    with pytest.raises(ValueError, match="holds no images") as info:
+        data.load_datasets(str(tmp_path))
+    assert "dog" in str(info.value)
+    assert ".jpg" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "kwargs, received",
+    [
+        ({"validation_split": 1.0}, "1.0"),
+        ({"validation_split": -0.1}, "-0.1"),
+        ({"batch_size": 0}, "0"),
+        ({"image_size": -3}, "-3"),
+    ],
+)
+def test_invalid_argument_message(kwargs, received):
+    with pytest.raises(ValueError) as info:
+        data.load_datasets("sample", **kwargs)
+    assert received in str(info.value)
+
+
+def test_split_too_large_for_class(tmp_path):
+    write_images(tmp_path, {"cat": 1, "dog": 3})
+    with pytest.raises(ValueError, match="too few") as info:
+        data.load_datasets(str(tmp_path), validation_split=0.5)
+    assert "cat" in str(info.value)
+
+
+def test_tfds_source_with_mock_data(tmp_path):
+    import tensorflow_datasets as tfds
+
+    with tfds.testing.mock_data(num_examples=40):
+        ds = data.load_datasets("tfds:cifar10", batch_size=8, validation_split=0.25, data_dir=str(tmp_path))
+    # Offline, the mock has cifar10's features but not its label names.
+    assert len(ds.class_names) == 10
+    # The mock yields `num_examples` for every split, sliced or not.
+    assert (ds.train_size, ds.validation_size) == (40, 40)
+    images, labels = next(ds.train.as_numpy_iterator())
+    assert images.shape == (8, 32, 32, 3)
+    assert labels.dtype == np.int32
+
+
+def test_unknown_tfds_name_message():
+    with pytest.raises(ValueError, match="no_such_dataset_xyz") as info:
+        data.load_datasets("tfds:no_such_dataset_xyz")
+    assert "cifar10" in str(info.value)
+
+
+def test_tfds_offline_gives_clear_error(tmp_path, monkeypatch):
+    """With no network, the download fails with a message, not a traceback."""
+    from tensorflow_datasets.core.download import downloader
+
+    # tensorflow-datasets retries a failed download 10 times with back-off
+    # (about 200 s); one attempt shows the same failure.
+    monkeypatch.setattr(downloader, "MAX_RETRIES", 0)
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    with pytest.raises(data.DataUnavailableError, match="Could not download") as info:
+        data.load_datasets("tfds:cifar10", data_dir=str(tmp_path))
+    assert "'cifar10'" in str(info.value)
+
+
+def test_pipeline_feeds_any_backend_fit():
+    import keras
+
+    import keras_resnet
+
+    ds = data.load_datasets("sample", batch_size=32)
+    model = keras_resnet.build(depth=8, input_normalization=(ds.mean, ds.std))
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    history = model.fit(ds.train.take(2), validation_data=ds.validation.take(1), epochs=1, verbose=0, shuffle=False)
+    assert np.isfinite(history.history["loss"][0])
+    assert keras.backend.backend() in ("tensorflow", "jax", "torch")
+    assert isinstance(ds.train, tf.data.Dataset)

@@ -1,0 +1,88 @@
+import numpy as np
+import pytest
+
+import keras
+import keras_resnet
+from keras_resnet import data
+from keras_resnet import training
+
+
+def test_short_fit_lowers_loss_and_moves_batchnorm_statistics():
+    ds = data.load_datasets("sample", batch_size=64, augment=False, validation_split=0)
+    batches = ds.train.take(4).cache()
+    model = keras_resnet.build(depth=8, input_normalization=(ds.mean, ds.std))
+    cfg = training.TrainConfig(depth=8, epochs=10, batch_size=64, learning_rate=0.05, warmup_epochs=1)
+    model.compile(
+        optimizer=training.make_optimizer(model, cfg, steps_per_epoch=4),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    bn = model.get_layer("stage2_block1_bn1")
+    mean_before = keras.ops.convert_to_numpy(bn.moving_mean).copy()
+    loss_before = model.evaluate(batches, verbose=0)[0]
+
+    model.fit(batches, epochs=10, verbose=0, shuffle=False)
+
+    loss_after = model.evaluate(batches, verbose=0)[0]
+    assert loss_after < 0.8 * loss_before
+    assert not np.allclose(keras.ops.convert_to_numpy(bn.moving_mean), mean_before)
+
+
+def test_weight_decay_skips_batchnorm_and_bias():
+    model = keras_resnet.build(depth=8)
+    cfg = training.TrainConfig(epochs=1, learning_rate=0.1, weight_decay=0.01, warmup_epochs=0)
+    optimizer = training.make_optimizer(model, cfg, steps_per_epoch=10)
+    kernel = model.get_layer("stem_conv1").kernel
+    gamma = model.get_layer("stem_bn1").gamma
+    bias = model.get_layer("head_dense").bias
+    gamma.assign(keras.ops.full(gamma.shape, 2.0))
+    bias.assign(keras.ops.full(bias.shape, 1.0))
+    before = {w.path: keras.ops.convert_to_numpy(w).copy() for w in (kernel, gamma, bias)}
+
+    zeros = [keras.ops.zeros(w.shape) for w in model.trainable_weights]
+    optimizer.apply_gradients(zip(zeros, model.trainable_weights))
+
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(kernel), before[kernel.path] * (1 - 0.1 * 0.01), rtol=1e-6)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(gamma), before[gamma.path])
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(bias), before[bias.path])
+
+
+def test_learning_rate_warms_up_then_decays():
+    cfg = training.TrainConfig(epochs=10, batch_size=256, learning_rate=0.1, warmup_epochs=2)
+    schedule = training.make_schedule(cfg, steps_per_epoch=100)
+    lr = lambda step: float(keras.ops.convert_to_numpy(schedule(step)))  # noqa: E731
+    # Batch 256 doubles the peak learning rate given for batch 128.
+    assert lr(0) == pytest.approx(0.0)
+    assert lr(100) == pytest.approx(0.1)
+    assert lr(200) == pytest.approx(0.2)
+    assert lr(600) == pytest.approx(0.1, rel=1e-3)
+    assert lr(1000) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_run_dir_moves_past_finished_runs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert str(training.resolve_run_dir(None, "resnet20")) == "runs/resnet20"
+    (tmp_path / "runs" / "resnet20").mkdir(parents=True)
+    (tmp_path / "runs" / "resnet20" / "metrics.json").write_text("{}")
+    assert str(training.resolve_run_dir(None, "resnet20")) == "runs/resnet20-2"
+    assert str(training.resolve_run_dir("mine", "resnet20")) == "mine"
+
+
+def test_finished_run_is_not_overwritten(tmp_path):
+    (tmp_path / "metrics.json").write_text('{"val_accuracy": 0.9}')
+    with pytest.raises(training.RunExistsError, match="--overwrite") as info:
+        training.train(training.TrainConfig(depth=8, epochs=1), output=tmp_path)
+    assert str(tmp_path) in str(info.value)
+    assert (tmp_path / "metrics.json").read_text() == '{"val_accuracy": 0.9}'
+
+
+@pytest.mark.parametrize(
+    "changes, received",
+    [({"epochs": 0}, "0"), ({"learning_rate": -1.0}, "-1.0"), ({"momentum": 1.5}, "1.5"), ({"depth": 21}, "21")],
+)
+def test_invalid_config_message(tmp_path, changes, received):
+    cfg = training.TrainConfig(**changes)
+    with pytest.raises(ValueError) as info:
+        training.train(cfg, output=tmp_path)
+    assert received in str(info.value)
+    assert not (tmp_path / "model.keras").exists()
