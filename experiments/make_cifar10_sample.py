@@ -1,6 +1,6 @@
 """Write the CIFAR-10 sample that ships inside keras_resnet.
 
-The sample holds real CIFAR-10 training images as the original JPEG bytes:
+The sample contains real CIFAR-10 training images as the original JPEG bytes:
 images 0000-0399 of every class for training and 4900-4999 for validation,
 so the validation part comes from the last 500 images per class, the
 customary hold-out, and never overlaps the training part.
@@ -26,7 +26,7 @@ OUTPUT_DIR = pathlib.Path(__file__).resolve().parent.parent / "keras_resnet" / "
 
 def read_archive(path):
     """Return {class_name: {index: jpeg_bytes}} for the wanted indices."""
-    wanted = set(TRAIN_INDICES) | set(VALIDATION_INDICES)
+    selected = set(TRAIN_INDICES) | set(VALIDATION_INDICES)
     images = {}
     with tarfile.open(path) as archive:
         for member in archive:
@@ -34,7 +34,7 @@ def read_archive(path):
             if not member.isfile() or len(parts) != 3 or parts[0] != "train":
                 continue
             index = int(pathlib.PurePosixPath(parts[2]).stem)
-            if index in wanted:
+            if index in selected:
                 images.setdefault(parts[1], {})[index] = archive.extractfile(member).read()
     return images
 

@@ -20,8 +20,25 @@ from keras_resnet.blocks import stage
 from keras_resnet.layers import ZeroPadShortcut
 from keras_resnet.models import available_models
 from keras_resnet.models import build
+from keras_resnet.saving import load_model
 
 __version__ = "0.1.0"
+__all__ = [
+    "available_models",
+    "basic_block",
+    "bottleneck_block",
+    "build",
+    "cifar_stem",
+    "conv_bn",
+    "imagenet_stem",
+    "load_model",
+    "stage",
+    "ZeroPadShortcut",
+    "load_datasets",
+    "Datasets",
+    "train",
+    "TrainConfig",
+]
 
 _LAZY = {
     "load_datasets": "keras_resnet.data",

@@ -22,6 +22,7 @@ def main(argv=None):
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         _select_backend(args.backend, argv)
+        logging.getLogger("keras_resnet").info("Keras %s with the %s backend", *_keras_version_and_backend())
         return args.run(args)
     except KeyboardInterrupt:
         print("Interrupted; rerun the same command to resume from the last finished epoch.", file=sys.stderr)
@@ -59,6 +60,9 @@ def _parser():
     )
     train.add_argument("--image-size", type=int, default=None, help="resize images to this square size in pixels")
     train.add_argument(
+        "--channels", type=int, choices=(1, 3), default=3, help="3 for RGB (default) or 1 for grayscale"
+    )
+    train.add_argument(
         "--validation-split",
         type=float,
         default=0.1,
@@ -77,6 +81,12 @@ def _parser():
     train.add_argument("--warmup-epochs", type=float, default=1.0, help="epochs of linear warm-up (default: 1)")
     train.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     train.add_argument(
+        "--skip-bad-images",
+        action="store_true",
+        help="leave out files of a --data folder that cannot be decoded, with a warning listing them "
+        "(default: stop before training and name them)",
+    )
+    train.add_argument(
         "--backend",
         choices=BACKENDS,
         default=None,
@@ -85,7 +95,8 @@ def _parser():
     train.add_argument(
         "--output",
         default=None,
-        help="run folder (default: runs/resnet<depth>, or runs/resnet<depth>-N when that one is finished)",
+        help="run folder (default: runs/<model name> such as runs/resnet20, or runs/resnet20-2 and so on when "
+        "that one holds a finished run)",
     )
     train.add_argument("--overwrite", action="store_true", help="replace a finished run in --output")
     train.set_defaults(run=_train)
@@ -114,6 +125,12 @@ def _select_backend(requested, argv):
     os.execve(sys.executable, [sys.executable, "-m", "keras_resnet.cli", *argv], environment)
 
 
+def _keras_version_and_backend():
+    import keras
+
+    return keras.__version__, keras.backend.backend()
+
+
 # Set in the environment of a restarted command, so that it cannot restart
 # itself again.
 _RESTARTED = "KERAS_RESNET_CLI_RESTARTED"
@@ -130,11 +147,13 @@ def _train(args):
         batch_size=args.batch_size,
         data=args.data,
         image_size=args.image_size,
+        channels=args.channels,
         validation_split=args.validation_split,
         learning_rate=args.learning_rate,
         weight_decay=args.weight_decay,
         warmup_epochs=args.warmup_epochs,
         seed=args.seed,
+        skip_bad_images=args.skip_bad_images,
     )
     metrics = training.train(cfg, output=args.output, overwrite=args.overwrite)
     _print_summary(metrics)

@@ -11,33 +11,38 @@ every Keras backend:
 - "tfds:NAME" (or a bare NAME that is not a folder): a tensorflow-datasets
   data set such as "cifar10", downloaded on first use.
 
-Images come out as float32 RGB pixel values in [0, 255]. Per-channel
+Images come out as float32 pixel values in [0, 255], RGB or grayscale. Per-channel
 normalisation happens inside the model (`build(input_normalization=...)`)
 with the mean and std that `load_datasets` measures on the training images,
 so a saved model takes raw pixels, just as a serving client sends them.
 """
 
+import concurrent.futures
 import dataclasses
 import json
 import logging
 import math
 import os
 import pathlib
+import re
 
 import numpy as np
 import tensorflow as tf
+
+from keras_resnet import config
 
 logger = logging.getLogger(__name__)
 
 SAMPLE_DIR = pathlib.Path(__file__).resolve().parent / "sample_data"
 SAMPLE = "sample"
 TFDS_PREFIX = "tfds:"
-# Formats that tf.io.decode_image reads.
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+# Formats that tf.io.decode_image reads (TensorFlow 2.21).
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 # Decoded uint8 images are cached in memory when they fit in this many bytes
 # (all 50,000 CIFAR-10 images take 150 MiB); larger sets are decoded anew
 # every epoch.
 CACHE_LIMIT_BYTES = 2 * 1024**3
+CHANNELS = (1, 3)
 # The channel mean and std are measured on at most this many training images.
 STATS_IMAGES = 5000
 
@@ -52,15 +57,15 @@ class Datasets:
 
     Attributes:
         train: `tf.data.Dataset` of `(images, labels)` batches, shuffled and
-            augmented; images are float32 `(batch, height, width, 3)`.
+            augmented; images are float32 `(batch, height, width, channels)`.
         validation: the same without shuffling or augmentation, or None when
             `validation_split` is 0.
         class_names: list of str, the label of index i is `class_names[i]`.
-        image_shape: tuple `(height, width, 3)`.
+        image_shape: tuple `(height, width, channels)`.
         train_size: int, number of training images.
         validation_size: int, number of validation images.
-        mean: tuple of 3 floats, per-channel mean of the training pixels.
-        std: tuple of 3 floats, per-channel standard deviation.
+        mean: tuple of floats, per-channel mean of the training pixels.
+        std: tuple of floats, per-channel standard deviation.
         source: str, the source as given.
     """
 
@@ -92,6 +97,8 @@ def load_datasets(
     augment=True,
     seed=0,
     data_dir=None,
+    skip_bad_images=False,
+    channels=3,
 ):
     """Build the training and validation pipelines for a data source.
 
@@ -112,33 +119,44 @@ def load_datasets(
             random horizontal flip. Defaults to True.
         seed: int, seed for shuffling and augmentation. Defaults to 0.
         data_dir: str or None, where tensorflow-datasets stores data.
+        skip_bad_images: bool. Every file of a folder source is decoded once
+            before training. Files that fail to decode (empty, truncated, not
+            an image) stop the call with a `ValueError` naming each of them,
+            or, when this is True, are left out with a warning that lists
+            them. Defaults to False.
+        channels: 3 for RGB (the default) or 1 for grayscale. Every source
+            is converted: grayscale and palette images to RGB, colour images
+            to grayscale, and an alpha channel is dropped.
 
     Returns:
         A `Datasets`.
 
     Raises:
-        ValueError: for a folder that does not exist or holds no images, an
-            unknown tensorflow-datasets name, or an invalid argument.
+        ValueError: for a folder that does not exist, holds no images or
+            holds files that cannot be decoded, an unknown tensorflow-datasets
+            name, or an invalid argument.
         DataUnavailableError: when a tensorflow-datasets download fails.
     """
-    batch_size = _check_int("batch_size", batch_size, 1)
+    batch_size = config.check_int("batch_size", batch_size, minimum=1)
     if image_size is not None:
-        image_size = _check_int("image_size", image_size, 1)
+        image_size = config.check_int("image_size", image_size, minimum=1)
     if isinstance(validation_split, bool) or not isinstance(validation_split, (int, float)):
         raise TypeError(f"`validation_split` must be a float in [0, 1); received {validation_split!r}.")
     if not 0 <= validation_split < 1:
         raise ValueError(f"`validation_split` must be in [0, 1); received {validation_split!r}.")
+    if channels not in CHANNELS:
+        raise ValueError(f"`channels` must be 1 (grayscale) or 3 (RGB); received {channels!r}.")
 
     kind, location = resolve_source(source)
     if kind == "sample":
-        train, validation, class_names = _read_sample(validation_split)
+        train, validation, class_names = _read_sample(validation_split, channels)
     elif kind == "folder":
-        train, validation, class_names = _read_folder(location, validation_split)
+        train, validation, class_names = _read_folder(location, validation_split, skip_bad_images, channels)
     else:
-        train, validation, class_names = _read_tfds(location, validation_split, data_dir)
+        train, validation, class_names = _read_tfds(location, validation_split, data_dir, channels)
 
     height, width = _image_size(train.images, image_size)
-    resize = _resizer(height, width)
+    resize = _resizer(height, width, channels)
     train.images = train.images.map(resize, num_parallel_calls=tf.data.AUTOTUNE)
     if validation is not None:
         validation.images = validation.images.map(resize, num_parallel_calls=tf.data.AUTOTUNE)
@@ -148,7 +166,7 @@ def load_datasets(
         train=_batch(train, batch_size, shuffle=True, augment=augment, seed=seed),
         validation=None if validation is None else _batch(validation, batch_size),
         class_names=class_names,
-        image_shape=(height, width, 3),
+        image_shape=(height, width, channels),
         train_size=train.size,
         validation_size=0 if validation is None else validation.size,
         mean=mean,
@@ -190,16 +208,17 @@ def channel_stats(images):
 
     Args:
         images: `tf.data.Dataset` of `(image, label)` pairs, images
-            `(height, width, 3)`.
+            `(height, width, channels)`.
 
     Returns:
-        Two tuples of 3 Python floats.
+        Two tuples of one Python float per channel.
     """
-    total = np.zeros(3)
-    total_sq = np.zeros(3)
+    channels = images.element_spec[0].shape[-1]
+    total = np.zeros(channels)
+    total_sq = np.zeros(channels)
     count = 0
     for batch, _ in images.take(STATS_IMAGES).batch(500).as_numpy_iterator():
-        pixels = batch.reshape(-1, 3).astype(np.float64)
+        pixels = batch.reshape(-1, channels).astype(np.float64)
         total += pixels.sum(axis=0)
         total_sq += (pixels**2).sum(axis=0)
         count += len(pixels)
@@ -210,22 +229,18 @@ def channel_stats(images):
     return tuple(float(v) for v in mean), tuple(float(v) for v in std)
 
 
-def _check_int(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"`{name}` must be an integer; received {value!r}.")
-    if value < minimum:
-        raise ValueError(f"`{name}` must be an integer >= {minimum}; received {value!r}.")
-    return value
-
-
-def _decode(encoded):
-    # channels=3 turns grayscale and palette images into RGB and drops alpha.
+def _decode(encoded, channels=3):
+    # channels=3 turns grayscale and palette images into RGB and drops an
+    # alpha channel. Grayscale output is converted from RGB, because the BMP
+    # decoder cannot output a single channel.
     image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
     image.set_shape([None, None, 3])
+    if channels == 1:
+        image = tf.image.rgb_to_grayscale(image)
     return image
 
 
-def _read_sample(validation_split):
+def _read_sample(validation_split, channels):
     metadata = json.loads((SAMPLE_DIR / "cifar10.json").read_text())
     features = {
         "image": tf.io.FixedLenFeature([], tf.string),
@@ -234,7 +249,7 @@ def _read_sample(validation_split):
 
     def parse(record):
         example = tf.io.parse_single_example(record, features)
-        return _decode(example["image"]), tf.cast(example["label"], tf.int32)
+        return _decode(example["image"], channels), tf.cast(example["label"], tf.int32)
 
     def split(name):
         records = tf.data.TFRecordDataset(str(SAMPLE_DIR / f"cifar10_{name}.tfrecord"))
@@ -244,7 +259,7 @@ def _read_sample(validation_split):
     return split("train"), validation, metadata["class_names"]
 
 
-def _read_folder(folder, validation_split):
+def _read_folder(folder, validation_split, skip_bad_images, channels):
     class_dirs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not class_dirs:
         raise ValueError(
@@ -252,15 +267,32 @@ def _read_folder(folder, validation_split):
             "such as train/cat/0001.jpg."
         )
 
-    train_files, val_files = [], []
-    for label, class_dir in enumerate(class_dirs):
-        files = sorted(
-            str(p) for p in class_dir.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+    files_per_class = [
+        sorted(str(p) for p in class_dir.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+        for class_dir in class_dirs
+    ]
+    bad = find_unreadable_images([path for files in files_per_class for path in files])
+    if bad and not skip_bad_images:
+        listing = "; ".join(f"{path} ({reason})" for path, reason in bad.items())
+        raise ValueError(
+            f"{len(bad)} file(s) in '{folder}' cannot be decoded as images: {listing}. "
+            "Replace or remove them, or pass --skip-bad-images (skip_bad_images=True) to leave them out."
         )
-        if not files:
+    if bad:
+        logger.warning("Leaving out %d file(s) that cannot be decoded as images: %s", len(bad), ", ".join(bad))
+
+    train_files, val_files = [], []
+    for class_dir, all_files in zip(class_dirs, files_per_class):
+        if not all_files:
             raise ValueError(
                 f"Class folder '{class_dir}' holds no images; expected files ending in "
                 f"{', '.join(IMAGE_EXTENSIONS)}."
+            )
+        files = [path for path in all_files if path not in bad]
+        if not files:
+            raise ValueError(
+                f"Class folder '{class_dir}' holds no readable images: all {len(all_files)} file(s) "
+                "failed to decode."
             )
         held_out = math.ceil(len(files) * validation_split) if validation_split else 0
         if held_out >= len(files):
@@ -283,14 +315,40 @@ def _read_folder(folder, validation_split):
         files = [path for _, _, path in order]
         labels = [label for _, label, _ in order]
         pairs = tf.data.Dataset.from_tensor_slices((files, tf.constant(labels, tf.int32)))
-        read = lambda path, label: (_decode(tf.io.read_file(path)), label)  # noqa: E731
+        read = lambda path, label: (_decode(tf.io.read_file(path), channels), label)  # noqa: E731
         return _Split(pairs.map(read, num_parallel_calls=tf.data.AUTOTUNE), len(files))
 
     validation = split(val_files) if validation_split else None
     return split(train_files), validation, [p.name for p in class_dirs]
 
 
-def _read_tfds(name, validation_split, data_dir):
+def find_unreadable_images(paths):
+    """Decode every file in `paths` once; return {path: reason} for failures.
+
+    The decoder is the one the pipeline uses, `tf.io.decode_image`, so a file
+    that passes here cannot stop training in the middle of an epoch.
+    """
+
+    def check(path):
+        try:
+            _decode(tf.io.read_file(path))
+        except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as error:
+            return path, _short_reason(error)
+        return path, None
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        results = pool.map(check, paths, chunksize=256)
+        return {path: reason for path, reason in results if reason is not None}
+
+
+def _short_reason(error):
+    # TensorFlow wraps the decoder's message in "{{function_node ...}}" and
+    # "[Op:DecodeImage]"; only the message itself helps a user.
+    message = re.sub(r"\{\{.*?\}\}|\[Op:.*?\]", "", getattr(error, "message", str(error)))
+    return message.strip().split(". ")[0].strip(" .") or type(error).__name__
+
+
+def _read_tfds(name, validation_split, data_dir, channels):
     import tensorflow_datasets as tfds  # imported here: it takes seconds
 
     try:
@@ -309,7 +367,14 @@ def _read_tfds(name, validation_split, data_dir):
             f"{type(error).__name__}. Check the network connection, or pass --data sample or a folder."
         ) from error
 
-    label_feature = builder.info.features["label"]
+    features = builder.info.features
+    if "image" not in features or "label" not in features:
+        raise ValueError(
+            f"tensorflow-datasets {name!r} is not an image classification data set with 'image' and 'label' "
+            "features; pass one such as 'cifar10'."
+        )
+    label_feature = features["label"]
+    # tensorflow-datasets slices splits in whole percent.
     percent = round(validation_split * 100)
     train_split = f"train[:{100 - percent}%]" if percent else "train"
     val_split = f"train[{100 - percent}%:]" if percent else None
@@ -317,7 +382,8 @@ def _read_tfds(name, validation_split, data_dir):
     def split(split_name):
         images = builder.as_dataset(split=split_name, as_supervised=True)
         images = images.map(
-            lambda image, label: (_to_rgb(image), tf.cast(label, tf.int32)), num_parallel_calls=tf.data.AUTOTUNE
+            lambda image, label: (_match_channels(image, channels), tf.cast(label, tf.int32)),
+            num_parallel_calls=tf.data.AUTOTUNE,
         )
         size = int(images.cardinality())
         if size < 0:
@@ -328,9 +394,13 @@ def _read_tfds(name, validation_split, data_dir):
     return split(train_split), validation, list(label_feature.names)
 
 
-def _to_rgb(image):
-    if image.shape[-1] == 1:
-        image = tf.image.grayscale_to_rgb(image)
+def _match_channels(image, channels):
+    if image.shape[-1] == 4:
+        image = image[..., :3]
+    if image.shape[-1] == 1 and channels == 3:
+        return tf.image.grayscale_to_rgb(image)
+    if image.shape[-1] == 3 and channels == 1:
+        return tf.image.rgb_to_grayscale(image)
     return image
 
 
@@ -342,7 +412,7 @@ def _image_size(images, image_size):
     raise ValueError("The training split holds no images.")
 
 
-def _resizer(height, width):
+def _resizer(height, width, channels):
     def resized(image):
         image = tf.image.resize(image, (height, width), antialias=True)
         return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
@@ -351,37 +421,38 @@ def _resizer(height, width):
         # Images already at the target size pass through unchanged.
         same_size = tf.reduce_all(tf.shape(image)[:2] == (height, width))
         image = tf.cond(same_size, lambda: image, lambda: resized(image))
-        image.set_shape([height, width, 3])
+        image.set_shape([height, width, channels])
         return image, label
 
     return resize
 
 
 def _batch(split, batch_size, shuffle=False, augment=False, seed=0):
-    height, width, _ = split.images.element_spec[0].shape
+    height, width, channels = split.images.element_spec[0].shape
     # TFRecord files do not state their length; asserting it lets Keras show
     # the steps per epoch.
     images = split.images.apply(tf.data.experimental.assert_cardinality(split.size))
-    if split.size * height * width * 3 <= CACHE_LIMIT_BYTES:
+    if split.size * height * width * channels <= CACHE_LIMIT_BYTES:
         images = images.cache()
     if shuffle:
         images = images.shuffle(min(split.size, 50_000), seed=seed, reshuffle_each_iteration=True)
 
     to_float = lambda image, label: (tf.cast(image, tf.float32), label)  # noqa: E731
-    images = images.map(_augmenter(height, width, seed) if augment else to_float, num_parallel_calls=tf.data.AUTOTUNE)
+    augmenter = _augmenter(height, width, channels, seed)
+    images = images.map(augmenter if augment else to_float, num_parallel_calls=tf.data.AUTOTUNE)
     # Full training batches only: a smaller last batch would make JAX and
     # XLA compile the train step a second time.
     drop_remainder = shuffle and split.size >= batch_size
     return images.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
 
 
-def _augmenter(height, width, seed):
+def _augmenter(height, width, channels, seed):
     pad_y, pad_x = max(1, height // 8), max(1, width // 8)
 
     def augment(image, label):
         image = tf.cast(image, tf.float32)
         image = tf.pad(image, [(pad_y, pad_y), (pad_x, pad_x), (0, 0)])
-        image = tf.image.random_crop(image, (height, width, 3), seed=seed)
+        image = tf.image.random_crop(image, (height, width, channels), seed=seed)
         image = tf.image.random_flip_left_right(image, seed=seed)
         return image, label
 

@@ -137,7 +137,7 @@ def build(
 
     x = _head(x, include_top, pooling, num_classes, classifier_activation)
     _allow_graph_depth(sum(arch.blocks_per_stage))
-    return keras.Model(inputs, x, name=name or _default_name(arch, width))
+    return keras.Model(inputs, x, name=name or model_name(arch.depth, arch.family, width))
 
 
 def _allow_graph_depth(num_blocks):
@@ -223,10 +223,16 @@ def _head(x, include_top, pooling, num_classes, classifier_activation):
     return x
 
 
-def _default_name(arch, width):
-    name = f"resnet{arch.depth}"
-    if config.resolve_family(arch.depth, None) != arch.family:
-        name = f"{arch.family}_{name}"
+def model_name(depth, family=None, width=1.0):
+    """Return the default model name, such as "resnet50" or "cifar_resnet50_w2".
+
+    The family is part of the name only where the depth alone would pick the
+    other family.
+    """
+    family = config.resolve_family(depth, family)
+    name = f"resnet{depth}"
+    if config.resolve_family(depth, None) != family:
+        name = f"{family}_{name}"
     if width != 1.0:
         name += f"_w{width:g}"
     return name

@@ -21,7 +21,6 @@ import dataclasses
 import json
 import logging
 import math
-import os
 import pathlib
 import time
 
@@ -30,6 +29,7 @@ import keras
 from keras_resnet import config
 from keras_resnet import data as data_lib
 from keras_resnet import models
+from keras_resnet import saving
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +56,7 @@ class TrainConfig:
         batch_size: int, images per training step.
         data: str, data source (see `keras_resnet.load_datasets`).
         image_size: int or None, square size images are resized to.
+        channels: int, 3 (RGB) or 1 (grayscale).
         validation_split: float, share of each class held out.
         learning_rate: float, peak learning rate at `batch_size` 128; it is
             scaled linearly with the batch size (Goyal et al. 2017).
@@ -68,6 +69,8 @@ class TrainConfig:
         momentum: float, Nesterov momentum.
         warmup_epochs: float, epochs of linear learning-rate warm-up from 0.
         seed: int, seed for weights, shuffling and augmentation.
+        skip_bad_images: bool, whether files of a folder source that cannot
+            be decoded are left out with a warning instead of stopping.
         jit_compile: bool or "auto", passed to `model.compile`; None picks
             the default for the backend (`default_jit_compile`).
         verbose: "auto", 0, 1 or 2, passed to `model.fit`.
@@ -80,12 +83,14 @@ class TrainConfig:
     batch_size: int = 128
     data: str = data_lib.SAMPLE
     image_size: int = None
+    channels: int = 3
     validation_split: float = 0.1
     learning_rate: float = 0.1
     weight_decay: float = 5e-3
     momentum: float = 0.9
     warmup_epochs: float = 1.0
     seed: int = 0
+    skip_bad_images: bool = False
     jit_compile: object = None
     verbose: object = "auto"
 
@@ -134,7 +139,7 @@ def make_optimizer(model, cfg, steps_per_epoch):
     return optimizer
 
 
-def train(cfg=None, output=None, overwrite=False):
+def train(cfg=None, output=None, overwrite=False, callbacks=()):
     """Train a ResNet and write the run folder.
 
     Args:
@@ -143,6 +148,8 @@ def train(cfg=None, output=None, overwrite=False):
             `runs/<model name>`, where a finished run moves on to
             `runs/<model name>-2` and so on.
         overwrite: bool, whether a finished run in `output` may be replaced.
+        callbacks: sequence of `keras.callbacks.Callback`, added to the
+            run's own callbacks.
 
     Returns:
         dict, the contents of `metrics.json`.
@@ -155,9 +162,8 @@ def train(cfg=None, output=None, overwrite=False):
             best model saved before that.
     """
     cfg = cfg or TrainConfig()
-    _check_config(cfg)
-    family = config.resolve_family(cfg.depth, cfg.family)
-    run_dir = resolve_run_dir(output, f"resnet{cfg.depth}" if family == "cifar" else f"resnet{cfg.depth}_{family}")
+    family = _check_config(cfg)
+    run_dir = resolve_run_dir(output, models.model_name(cfg.depth, family, cfg.width))
     _prepare_run_dir(run_dir, overwrite)
     keras.utils.set_random_seed(cfg.seed)
 
@@ -167,6 +173,8 @@ def train(cfg=None, output=None, overwrite=False):
         image_size=cfg.image_size,
         validation_split=cfg.validation_split,
         seed=cfg.seed,
+        skip_bad_images=cfg.skip_bad_images,
+        channels=cfg.channels,
     )
     model = models.build(
         depth=cfg.depth,
@@ -190,21 +198,23 @@ def train(cfg=None, output=None, overwrite=False):
         model.name, _trainable_params(model), datasets.train_size, cfg.data, backend, cfg.epochs, run_dir,
     )
 
+    run_dir.mkdir(parents=True, exist_ok=True)
     timer = TrainTimer()
     monitor = "val_accuracy" if datasets.validation is not None else "accuracy"
     checkpoint = AtomicBestCheckpoint(run_dir / MODEL_FILE, monitor, history_path=run_dir / HISTORY_FILE)
-    callbacks = [
+    run_callbacks = [
         keras.callbacks.TerminateOnNaN(),
         timer,
         checkpoint,
         keras.callbacks.CSVLogger(str(run_dir / HISTORY_FILE), append=True),
         keras.callbacks.BackupAndRestore(str(run_dir / BACKUP_DIR)),
+        *callbacks,
     ]
     model.fit(
         datasets.train,
         validation_data=datasets.validation,
         epochs=cfg.epochs,
-        callbacks=callbacks,
+        callbacks=run_callbacks,
         verbose=cfg.verbose,
         # The training pipeline shuffles already.
         shuffle=False,
@@ -212,17 +222,19 @@ def train(cfg=None, output=None, overwrite=False):
 
     history = read_history(run_dir / HISTORY_FILE)
     if any(math.isnan(row.get("loss", 0.0)) for row in history) or timer.nan_seen:
-        raise FloatingPointError(
-            f"Training stopped: the loss became NaN. {run_dir / MODEL_FILE} keeps the best model saved before; "
-            "try a lower --learning-rate."
+        kept = (
+            f"{run_dir / MODEL_FILE} keeps the best model saved before"
+            if (run_dir / MODEL_FILE).exists()
+            else "no model had been saved yet"
         )
+        raise FloatingPointError(f"Training stopped: the loss became NaN, and {kept}. Try a lower --learning-rate.")
     if len(history) < cfg.epochs:
         raise RuntimeError(f"Training stopped after {len(history)} of {cfg.epochs} epochs; rerun to resume.")
 
     plot_curves(history, run_dir / CURVES_FILE)
     metrics = _metrics(cfg, model, datasets, history, timer, monitor, backend, jit_compile)
     metrics["run_dir"] = str(run_dir)
-    atomic_write_text(run_dir / METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
+    saving.atomic_write_text(run_dir / METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
     return metrics
 
 
@@ -250,10 +262,15 @@ def _prepare_run_dir(run_dir, overwrite):
             (run_dir / name).unlink(missing_ok=True)
     elif (run_dir / BACKUP_DIR).exists():
         logger.info("Resuming the interrupted run in %s", run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    # A process killed while writing leaves its temporary file behind; the
+    # file it was replacing is intact.
+    for leftover in run_dir.glob(".tmp-*"):
+        leftover.unlink()
 
 
 def _check_config(cfg):
+    """Validate `cfg` before any work starts; return the network family."""
+    family = config.resolve_architecture(cfg.depth, cfg.family, cfg.width).family
     config.check_int("epochs", cfg.epochs, minimum=1)
     config.check_int("batch_size", cfg.batch_size, minimum=1)
     config.check_positive_number("learning_rate", cfg.learning_rate)
@@ -263,6 +280,7 @@ def _check_config(cfg):
         raise ValueError(f"`momentum` must be in [0, 1); received {cfg.momentum!r}.")
     if cfg.warmup_epochs < 0:
         raise ValueError(f"`warmup_epochs` must be >= 0; received {cfg.warmup_epochs!r}.")
+    return family
 
 
 class TrainTimer(keras.callbacks.Callback):
@@ -324,17 +342,8 @@ class AtomicBestCheckpoint(keras.callbacks.Callback):
         if value is None or not math.isfinite(float(value)) or float(value) <= self.best:
             return
         self.best = float(value)
-        temporary = self.path.with_name(f".tmp-{os.getpid()}-{self.path.name}")
-        self.model.save(temporary)
-        os.replace(temporary, self.path)
-
-
-def atomic_write_text(path, text):
-    """Write `text` to `path` through a temporary file and a rename."""
-    path = pathlib.Path(path)
-    temporary = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    temporary.write_text(text)
-    os.replace(temporary, path)
+        with saving.atomic_path(self.path) as temporary:
+            self.model.save(temporary)
 
 
 def read_history(path):
@@ -350,7 +359,8 @@ def read_history(path):
         for row in csv.DictReader(handle):
             if row.get("epoch", "") == "epoch":
                 continue
-            rows[int(row["epoch"])] = {key: float(value) for key, value in row.items() if value != ""}
+            # CSVLogger writes "NA" for a metric missing from an epoch's logs.
+            rows[int(row["epoch"])] = {key: float(value) for key, value in row.items() if value not in ("", "NA")}
     return [rows[epoch] for epoch in sorted(rows)]
 
 
@@ -373,11 +383,9 @@ def plot_curves(history, path):
         axis.legend()
     figure.tight_layout()
 
-    path = pathlib.Path(path)
-    temporary = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    figure.savefig(temporary, dpi=100, format="png")
+    with saving.atomic_path(path) as temporary:
+        figure.savefig(temporary, dpi=100, format="png")
     plt.close(figure)
-    os.replace(temporary, path)
 
 
 def _trainable_params(model):

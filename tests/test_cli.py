@@ -1,7 +1,9 @@
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import keras
 import pytest
@@ -81,6 +83,7 @@ def test_rerun_refuses_to_overwrite(finished_run):
         (["--epochs", "0"], "0"),
         (["--data", "/no/such/folder"], "/no/such/folder"),
         (["--validation-split", "1.5"], "1.5"),
+        (["--data", "no_such_dataset_xyz"], "no_such_dataset_xyz"),
     ],
 )
 def test_bad_arguments_exit_cleanly(tmp_path, args, received):
@@ -96,6 +99,71 @@ def test_backend_flag_restarts_with_that_backend(tmp_path):
     other = "jax" if keras.backend.backend() != "jax" else "torch"
     result = run_cli("train", "--depth", "51", "--output", str(tmp_path / "run"), backend=other)
     assert result.returncode == 2
+    assert f"with the {other} backend" in result.stderr
     assert "51" in result.stderr
-    result = run_cli("train", "--depth", "8", "--epochs", "0", backend=other)
+
+
+def history_rows(run_dir):
+    path = run_dir / "history.csv"
+    return max(0, len(path.read_text().splitlines()) - 1) if path.exists() else 0
+
+
+def test_killed_run_resumes_from_last_epoch(tmp_path):
+    run_dir = tmp_path / "run"
+    args = ("train", "--depth", "8", "--epochs", "4", "--batch-size", "32", "--output", str(run_dir))
+    env = dict(os.environ, KERAS_BACKEND=keras.backend.backend())
+    process = subprocess.Popen(
+        [sys.executable, "-m", "keras_resnet.cli", *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + 600
+    while history_rows(run_dir) < 1 and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    # Half a second into the second epoch of about three seconds.
+    time.sleep(0.5)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+
+    finished = history_rows(run_dir)
+    assert process.returncode == -signal.SIGKILL
+    assert 1 <= finished < 4
+    assert (run_dir / "backup").is_dir()
+    assert not (run_dir / "metrics.json").exists()
+
+    result = run_cli(*args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["epochs"] == 4
+    # The backup is written after the epoch's history row, so a kill between
+    # the two repeats that one epoch.
+    assert metrics["epochs_this_process"] in (4 - finished, 5 - finished)
+    epochs = [line.split(",")[0] for line in (run_dir / "history.csv").read_text().splitlines()[1:]]
+    assert sorted(set(epochs)) == ["0", "1", "2", "3"]
+    assert not list(run_dir.glob(".tmp-*"))
+
+
+def test_bad_image_folder_stops_before_training(tmp_path):
+    from PIL import Image
+
+    for name in ("cat", "dog"):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        for i in range(3):
+            Image.new("RGB", (16, 16), (i * 40, 0, 0)).save(tmp_path / "data" / name / f"{i}.png")
+    (tmp_path / "data" / "dog" / "broken.jpg").write_bytes(b"")
+
+    args = ("train", "--depth", "8", "--epochs", "1", "--data", str(tmp_path / "data"), "--batch-size", "2")
+    result = run_cli(*args, "--output", str(tmp_path / "run"))
     assert result.returncode == 2
+    assert "broken.jpg" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "run" / "history.csv").exists()
+
+    result = run_cli(*args, "--output", str(tmp_path / "run2"), "--skip-bad-images", "--validation-split", "0")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "broken.jpg" in result.stderr
+
+
+def test_channel_count_is_checked_by_parser(tmp_path):
+    result = run_cli("train", "--channels", "4", "--output", str(tmp_path / "run"))
+    assert result.returncode == 2
+    assert "invalid choice: 4" in result.stderr
+    assert "Traceback" not in result.stderr

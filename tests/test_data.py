@@ -1,3 +1,6 @@
+import io
+import logging
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -32,7 +35,8 @@ def test_sample_splits():
     assert images.shape == (100, 32, 32, 3)
     assert images.dtype == np.float32
     assert labels.dtype == np.int32
-    assert 0 <= images.min() and images.max() <= 255
+    assert images.min() >= 0
+    assert images.max() <= 255
 
 
 def test_sample_channel_stats_are_cifar_like():
@@ -124,6 +128,8 @@ def test_class_without_images_message(tmp_path):
         ({"validation_split": -0.1}, "-0.1"),
         ({"batch_size": 0}, "0"),
         ({"image_size": -3}, "-3"),
+        ({"channels": 4}, "4"),
+        ({"channels": 2}, "2"),
     ],
 )
 def test_invalid_argument_message(kwargs, received):
@@ -185,3 +191,86 @@ def test_pipeline_feeds_any_backend_fit():
     assert np.isfinite(history.history["loss"][0])
     assert keras.backend.backend() in ("tensorflow", "jax", "torch")
     assert isinstance(ds.train, tf.data.Dataset)
+
+
+def write_odd_images(folder):
+    """Write one image per unusual format into `folder`; return the names."""
+    rng = np.random.default_rng(1)
+    image = Image.fromarray(rng.integers(0, 256, (24, 20, 3), dtype=np.uint8))
+    folder.mkdir(parents=True)
+    image.convert("L").save(folder / "gray.png")
+    image.convert("LA").save(folder / "gray_alpha.png")
+    image.convert("RGBA").save(folder / "rgba.png")
+    image.convert("P").save(folder / "palette.png")
+    image.convert("CMYK").save(folder / "cmyk.jpg")
+    image.save(folder / "bitmap.bmp")
+    image.save(folder / "still.gif")
+    Image.fromarray(rng.integers(0, 65535, (24, 20), dtype=np.uint16)).save(folder / "sixteen_bit.png")
+    return sorted(p.name for p in folder.iterdir())
+
+
+def write_bad_files(folder):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "empty.jpg").write_bytes(b"")
+    buffer = io.BytesIO()
+    Image.fromarray(np.zeros((24, 20, 3), np.uint8)).save(buffer, format="JPEG")
+    (folder / "truncated.jpg").write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+    (folder / "notes.jpg").write_text("this is text, not a JPEG")
+    return ["empty.jpg", "truncated.jpg", "notes.jpg"]
+
+
+def test_odd_formats_become_rgb(tmp_path):
+    names = write_odd_images(tmp_path / "data" / "odd")
+    write_images(tmp_path / "data", {"plain": 2})
+    ds = data.load_datasets(tmp_path / "data", batch_size=4, validation_split=0, augment=False)
+    assert ds.train_size == len(names) + 2
+    seen = 0
+    for images, _ in ds.train.as_numpy_iterator():
+        assert images.shape[1:] == (24, 20, 3)
+        assert np.isfinite(images).all()
+        seen += len(images)
+    assert seen == 8  # full batches of 4 out of 10 images
+
+
+def test_bad_files_are_named_before_training(tmp_path):
+    write_images(tmp_path, {"cat": 3, "dog": 3})
+    bad = write_bad_files(tmp_path / "dog")
+    with pytest.raises(ValueError, match="--skip-bad-images") as info:
+        data.load_datasets(tmp_path)
+    message = str(info.value)
+    for name in bad:
+        assert str(tmp_path / "dog" / name) in message
+    assert "Input is empty" in message
+
+
+def test_skip_bad_images_warns_and_trains(tmp_path, caplog):
+    write_images(tmp_path, {"cat": 3, "dog": 3})
+    bad = write_bad_files(tmp_path / "dog")
+    with caplog.at_level(logging.WARNING, logger="keras_resnet.data"):
+        ds = data.load_datasets(tmp_path, batch_size=2, validation_split=0, skip_bad_images=True)
+    assert ds.train_size == 6
+    for name in bad:
+        assert name in caplog.text
+    batches = list(ds.train.as_numpy_iterator())
+    assert sum(len(labels) for _, labels in batches) == 6
+
+
+def test_class_with_only_bad_files(tmp_path):
+    write_images(tmp_path, {"cat": 3})
+    write_bad_files(tmp_path / "dog")
+    with pytest.raises(ValueError, match="no readable images") as info:
+        data.load_datasets(tmp_path, skip_bad_images=True)
+    assert str(tmp_path / "dog") in str(info.value)
+
+
+def test_grayscale_pipeline(tmp_path):
+    ds = data.load_datasets("sample", batch_size=8, channels=1)
+    assert ds.image_shape == (32, 32, 1)
+    assert len(ds.mean) == 1
+    images, _ = next(ds.train.as_numpy_iterator())
+    assert images.shape == (8, 32, 32, 1)
+
+    write_odd_images(tmp_path / "data" / "odd")
+    ds = data.load_datasets(tmp_path / "data", batch_size=8, channels=1, validation_split=0)
+    images, _ = next(ds.train.as_numpy_iterator())
+    assert images.shape == (8, 24, 20, 1)

@@ -1,3 +1,7 @@
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -41,11 +45,10 @@ def test_reload_in_fresh_process_predicts_identically(saved_model):
 
 
 @pytest.mark.parametrize("backend", ["tensorflow", "jax", "torch"])
-def test_reload_on_every_backend(saved_model, backend):
+def test_reload_on_other_backends(saved_model, backend):
+    if backend == keras.backend.backend():
+        pytest.skip("the same backend is covered by test_reload_in_fresh_process_predicts_identically")
     folder, expected = saved_model
-    import os
-    import subprocess
-    import sys
 
     out = folder / f"out_{backend}.npy"
     result = subprocess.run(
@@ -65,3 +68,68 @@ def test_saved_model_has_no_unsafe_layers(saved_model):
     # safe_mode=True is the default; it rejects Lambda layers and pickled code.
     model = keras.saving.load_model(folder / "model.keras", safe_mode=True)
     assert model.get_layer("stage2_block1_shortcut").__class__.__name__ == "ZeroPadShortcut"
+
+
+def test_load_model_rejects_lambda_layer(tmp_path):
+    inputs = keras.Input((4,))
+    outputs = keras.layers.Lambda(lambda x: x * 2)(inputs)
+    path = tmp_path / "lambda.keras"
+    keras.Model(inputs, outputs).save(path)
+    with pytest.raises(ValueError, match="Lambda") as info:
+        keras_resnet.load_model(path)
+    assert str(path) in str(info.value)
+    assert "safe_mode=False" in str(info.value)
+
+
+def test_load_model_names_unknown_class(tmp_path):
+    @keras.saving.register_keras_serializable(package="test_only")
+    class Doubler(keras.layers.Layer):
+        def call(self, x):
+            return x * 2
+
+    inputs = keras.Input((4,))
+    path = tmp_path / "custom.keras"
+    keras.Model(inputs, Doubler()(inputs)).save(path)
+    del keras.saving.get_custom_objects()["test_only>Doubler"]
+
+    with pytest.raises(ValueError, match="not registered") as info:
+        keras_resnet.load_model(path)
+    assert "Doubler" in str(info.value)
+    assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "name, content, expected",
+    [("model.keras", b"not a zip archive", "not a Keras model file"), ("model.h5", b"", "expected a .keras file")],
+)
+def test_load_model_rejects_other_files(tmp_path, name, content, expected):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=expected) as info:
+        keras_resnet.load_model(path)
+    assert str(path) in str(info.value)
+
+
+def test_load_model_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist") as info:
+        keras_resnet.load_model(tmp_path / "missing.keras")
+    assert "missing.keras" in str(info.value)
+
+
+def test_load_model_reads_saved_resnet(saved_model):
+    folder, expected = saved_model
+    model = keras_resnet.load_model(folder / "model.keras")
+    np.testing.assert_array_equal(model.predict(np.load(folder / "x.npy"), verbose=0), expected)
+
+
+def test_failed_write_keeps_previous_file(tmp_path):
+    from keras_resnet import saving
+
+    path = tmp_path / "metrics.json"
+    path.write_text("previous")
+    with pytest.raises(RuntimeError, match="disk full"):
+        with saving.atomic_path(path) as temporary:
+            temporary.write_text("half writt")
+            raise RuntimeError("disk full")
+    assert path.read_text() == "previous"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]

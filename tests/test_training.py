@@ -86,3 +86,29 @@ def test_invalid_config_message(tmp_path, changes, received):
         training.train(cfg, output=tmp_path)
     assert received in str(info.value)
     assert not (tmp_path / "model.keras").exists()
+
+
+class PoisonWeights(keras.callbacks.Callback):
+    """Set every kernel to NaN when epoch `epoch` begins (0-based)."""
+
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.epoch:
+            for weight in self.model.trainable_weights:
+                if weight.name == "kernel":
+                    weight.assign(keras.ops.full(weight.shape, float("nan")))
+
+
+def test_nan_loss_stops_and_keeps_best_model(tmp_path):
+    cfg = training.TrainConfig(depth=8, epochs=3, verbose=0)
+    with pytest.raises(FloatingPointError, match="NaN") as info:
+        training.train(cfg, output=tmp_path, callbacks=[PoisonWeights(epoch=1)])
+    assert str(tmp_path / "model.keras") in str(info.value)
+    assert not (tmp_path / "metrics.json").exists()
+
+    model = keras_resnet.load_model(tmp_path / "model.keras")
+    kernel = keras.ops.convert_to_numpy(model.get_layer("stem_conv1").kernel)
+    assert np.isfinite(kernel).all()
