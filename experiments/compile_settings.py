@@ -2,7 +2,7 @@
 
 Settings are measured in turns (round-robin, several rounds) in one process,
 so that noise from other work on the machine hits them alike. The result
-backs `keras_resnet.training.default_jit_compile`.
+backs the `jit_compile="auto"` default of `keras_resnet.training.TrainConfig`.
 
 Usage:
     KERAS_BACKEND=tensorflow python experiments/compile_settings.py [--rounds 3] [--steps 20]

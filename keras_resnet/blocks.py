@@ -46,6 +46,8 @@ def conv_bn(x, filters, kernel_size, strides=1, activation=True, name="conv", in
     Returns:
         The output Keras tensor.
     """
+    strides = config.check_int("strides", strides, minimum=1)
+    kernel_size = config.check_int("kernel_size", kernel_size, minimum=1)
     padding = "same"
     if strides > 1 and kernel_size > 1:
         x = keras.layers.ZeroPadding2D(padding=kernel_size // 2, name=f"{name}_pad{index}")(x)
@@ -71,6 +73,7 @@ def conv_bn(x, filters, kernel_size, strides=1, activation=True, name="conv", in
 
 def _shortcut(x, filters, strides, shortcut, name):
     """Return the identity, or a projection where the shape changes."""
+    config.check_int("strides", strides, minimum=1)
     if strides == 1 and x.shape[-1] == filters:
         return x
     if shortcut == "zero_pad":

@@ -30,8 +30,24 @@ def main(argv=None):
     except (ValueError, TypeError, FileNotFoundError, FileExistsError, RuntimeError, FloatingPointError) as error:
         # Bad input, an unavailable data set, a finished run in the way, or a
         # NaN loss: one line, no traceback.
-        print(f"keras-resnet: error: {error}", file=sys.stderr)
+        print(f"keras-resnet: error: {_option_names(str(error))}", file=sys.stderr)
         return 2
+
+
+# Library messages name Python arguments; the command line has options.
+_OPTIONS = {
+    f"`{name}`": f"--{name.replace('_', '-')}"
+    for name in (
+        "depth", "family", "width", "epochs", "batch_size", "image_size", "channels", "validation_split",
+        "learning_rate", "weight_decay", "warmup_epochs", "seed",
+    )
+}
+
+
+def _option_names(message):
+    for argument, option in _OPTIONS.items():
+        message = message.replace(argument, option)
+    return message
 
 
 def _parser():
@@ -114,10 +130,10 @@ def _select_backend(requested, argv):
     import keras
 
     backend = requested or os.environ.get("KERAS_BACKEND") or "tensorflow"
-    if backend == keras.backend.backend():
-        return
     if backend not in BACKENDS:
         raise ValueError(f"KERAS_BACKEND must be one of {', '.join(BACKENDS)}; received {backend!r}.")
+    if backend == keras.backend.backend():
+        return
     if os.environ.get(_RESTARTED):
         raise RuntimeError(f"Keras started with the {keras.backend.backend()!r} backend, not {backend!r}.")
     environment = dict(os.environ, KERAS_BACKEND=backend, **{_RESTARTED: "1"})
@@ -163,11 +179,15 @@ def _train(args):
 def _print_summary(metrics):
     val = metrics["val_accuracy"]
     accuracy = f"validation accuracy {val:.4f}" if val is not None else "no validation split"
+    epochs = f"{metrics['epochs']} epoch{'s' if metrics['epochs'] != 1 else ''}"
+    # A resumed run with no epochs left has trained nothing in this process.
+    speed = metrics["images_per_second"]
+    speed = f"{speed:.0f} images/s" if speed is not None else "no epochs left to train in this process"
     print(
-        f"\n{metrics['model']} ({metrics['params']:,} parameters) trained {metrics['epochs']} epochs on "
+        f"\n{metrics['model']} ({metrics['params']:,} parameters) trained {epochs} on "
         f"{metrics['train_images']:,} images under {metrics['backend']}: {accuracy} "
         f"(best epoch {metrics['best_epoch']}), {metrics['train_seconds']:.1f} s of training, "
-        f"{metrics['images_per_second']:.0f} images/s. Files in {metrics['run_dir']}/."
+        f"{speed}. Files in {metrics['run_dir']}/."
     )
     print(json.dumps({k: metrics[k] for k in ("val_accuracy", "val_loss", "epochs", "backend", "train_seconds")}))
 

@@ -5,6 +5,7 @@ BatchNorm epsilon is written once, next to the reason for it.
 """
 
 import dataclasses
+import math
 import numbers
 
 # BatchNorm settings of torchvision's ResNet (torch.nn.BatchNorm2d defaults):
@@ -169,3 +170,16 @@ def resolve_architecture(depth, family=None, width=1.0, shortcut=None):
 def scale_filters(filters, width):
     """Scale a filter count by the width multiplier, keeping at least one filter."""
     return max(1, int(round(filters * width)))
+
+
+def check_in_range(name, value, low, high, accepted):
+    """Return `value` as a float if it is a number with low <= value < high.
+
+    `accepted` describes the range in the error message, such as
+    "a number in [0, 1)".
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"`{name}` must be {accepted}; received {value!r} of type {type(value).__name__}.")
+    if not (math.isfinite(value) and low <= value < high):
+        raise ValueError(f"`{name}` must be {accepted}; received {value!r}.")
+    return float(value)

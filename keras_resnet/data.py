@@ -111,8 +111,9 @@ def load_datasets(
         image_size: int or None. Images are resized to this square size;
             None keeps the source's size (folders: the first image's size).
         validation_split: float in [0, 1), the fraction of each class held
-            out for validation, for folders and tensorflow-datasets. The
-            shipped sample has its own validation part, used unless this is 0.
+            out for validation, for folders and tensorflow-datasets (which
+            slice in whole percent). The shipped sample has a fixed validation
+            part of 1,000 images; with 0 those images join the training part.
             Defaults to 0.1.
         augment: bool, whether training images get the standard CIFAR
             augmentation: zero-pad by 1/8 of the size, random crop back, and
@@ -140,11 +141,8 @@ def load_datasets(
     batch_size = config.check_int("batch_size", batch_size, minimum=1)
     if image_size is not None:
         image_size = config.check_int("image_size", image_size, minimum=1)
-    if isinstance(validation_split, bool) or not isinstance(validation_split, (int, float)):
-        raise TypeError(f"`validation_split` must be a float in [0, 1); received {validation_split!r}.")
-    if not 0 <= validation_split < 1:
-        raise ValueError(f"`validation_split` must be in [0, 1); received {validation_split!r}.")
-    if channels not in CHANNELS:
+    validation_split = config.check_in_range("validation_split", validation_split, 0, 1, "a number in [0, 1)")
+    if isinstance(channels, bool) or channels not in CHANNELS:
         raise ValueError(f"`channels` must be 1 (grayscale) or 3 (RGB); received {channels!r}.")
 
     kind, location = resolve_source(source)
@@ -255,20 +253,30 @@ def _read_sample(validation_split, channels):
         records = tf.data.TFRecordDataset(str(SAMPLE_DIR / f"cifar10_{name}.tfrecord"))
         return _Split(records.map(parse, num_parallel_calls=tf.data.AUTOTUNE), metadata["splits"][name])
 
-    validation = split("validation") if validation_split > 0 else None
-    return split("train"), validation, metadata["class_names"]
+    if validation_split > 0:
+        return split("train"), split("validation"), metadata["class_names"]
+    train, validation = split("train"), split("validation")
+    train.images = train.images.concatenate(validation.images)
+    train.size += validation.size
+    return train, None, metadata["class_names"]
 
 
 def _read_folder(folder, validation_split, skip_bad_images, channels):
     class_dirs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if not class_dirs:
+    if len(class_dirs) < 2:
+        found = f"only '{class_dirs[0].name}'" if class_dirs else "none"
         raise ValueError(
-            f"Data folder '{folder}' has no class sub-folders; expected one sub-folder of images per class, "
-            "such as train/cat/0001.jpg."
+            f"Data folder '{folder}' needs at least 2 class sub-folders, found {found}; expected one "
+            "sub-folder of images per class, such as train/cat/0001.jpg and train/dog/0001.jpg."
         )
 
+    # Hidden files such as macOS's "._photo.jpg" metadata are not images.
     files_per_class = [
-        sorted(str(p) for p in class_dir.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+        sorted(
+            str(p)
+            for p in class_dir.iterdir()
+            if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS
+        )
         for class_dir in class_dirs
     ]
     bad = find_unreadable_images([path for files in files_per_class for path in files])
@@ -351,13 +359,31 @@ def _short_reason(error):
 def _read_tfds(name, validation_split, data_dir, channels):
     import tensorflow_datasets as tfds  # imported here: it takes seconds
 
-    try:
-        builder = tfds.builder(name, data_dir=data_dir)
-    except tfds.core.registered.DatasetNotFoundError as error:
+    percent = round(validation_split * 100)
+    if validation_split and not 1 <= percent <= 99:
         raise ValueError(
-            f"Unknown tensorflow-datasets name {name!r}; pass a name from tfds.list_builders() such as "
+            f"tensorflow-datasets splits are sliced in whole percent, so `validation_split` must be 0 or "
+            f"between 0.005 and 0.985; received {validation_split!r}."
+        )
+    try:
+        builder = tfds.builder(name, data_dir=data_dir) if name else None
+    except (tfds.core.registered.DatasetNotFoundError, AssertionError, ValueError) as error:
+        builder = None
+        reason = f": {str(error).splitlines()[0]}" if str(error).strip() else ""
+    else:
+        reason = ""
+    if builder is None:
+        raise ValueError(
+            f"Unknown tensorflow-datasets name {name!r}{reason}; pass a name from tfds.list_builders() such as "
             "'cifar10', or an existing folder."
-        ) from error
+        )
+
+    features = builder.info.features
+    if "image" not in features or "label" not in features:
+        raise ValueError(
+            f"tensorflow-datasets {name!r} is not an image classification data set with 'image' and 'label' "
+            "features; pass one such as 'cifar10'."
+        )
 
     try:
         builder.download_and_prepare()
@@ -367,15 +393,7 @@ def _read_tfds(name, validation_split, data_dir, channels):
             f"{type(error).__name__}. Check the network connection, or pass --data sample or a folder."
         ) from error
 
-    features = builder.info.features
-    if "image" not in features or "label" not in features:
-        raise ValueError(
-            f"tensorflow-datasets {name!r} is not an image classification data set with 'image' and 'label' "
-            "features; pass one such as 'cifar10'."
-        )
     label_feature = features["label"]
-    # tensorflow-datasets slices splits in whole percent.
-    percent = round(validation_split * 100)
     train_split = f"train[:{100 - percent}%]" if percent else "train"
     val_split = f"train[{100 - percent}%:]" if percent else None
 

@@ -28,6 +28,8 @@ class ZeroPadShortcut(keras.layers.Layer):
 
     def __init__(self, filters, strides=1, **kwargs):
         super().__init__(**kwargs)
+        if int(strides) < 1 or int(filters) < 1:
+            raise ValueError(f"ZeroPadShortcut needs filters >= 1 and strides >= 1; received {filters!r}, {strides!r}.")
         self.filters = int(filters)
         self.strides = int(strides)
 

@@ -112,8 +112,14 @@ def build(
     num_classes = _check_num_classes(num_classes, arch.family, include_top)
     input_shape = _check_input_shape(input_shape, arch)
     config.check_choice("pooling", pooling, config.POOLINGS)
-    if not isinstance(include_top, bool):
+    if not isinstance(include_top, (bool, np.bool_)):
         raise TypeError(f"`include_top` must be True or False; received {include_top!r}.")
+    include_top = bool(include_top)
+    if keras.config.image_data_format() != "channels_last":
+        raise ValueError(
+            "keras_resnet builds channels_last models, but keras.config.image_data_format() is "
+            f"{keras.config.image_data_format()!r}; call keras.config.set_image_data_format('channels_last')."
+        )
 
     inputs = keras.Input(shape=input_shape, name="image")
     x = inputs
@@ -157,6 +163,8 @@ def _merge_variant(variant, **arguments):
                 f"Pass `depth` or a `variant` name; received neither. Variants: {', '.join(available_models())}."
             )
         return arguments
+    if not isinstance(variant, str):
+        raise TypeError(f"`variant` must be a model name such as 'resnet50'; received {variant!r}.")
     if variant not in VARIANTS:
         raise ValueError(f"Unknown variant {variant!r}; available: {', '.join(available_models())}.")
 
@@ -204,9 +212,11 @@ def _normalization_layer(input_normalization, channels):
             f"`input_normalization` must be a pair (mean, std) of per-channel numbers; "
             f"received {input_normalization!r}."
         ) from error
-    if mean.shape != (channels,) or std.shape != (channels,) or not np.all(std > 0):
+    valid = mean.shape == (channels,) and std.shape == (channels,)
+    if not (valid and np.all(np.isfinite(mean)) and np.all(np.isfinite(std)) and np.all(std > 0)):
         raise ValueError(
-            f"`input_normalization` must hold {channels} means and {channels} positive standard deviations; "
+            f"`input_normalization` must hold {channels} finite means and {channels} finite positive "
+            "standard deviations; "
             f"received mean={mean.tolist()}, std={std.tolist()}."
         )
     return keras.layers.Normalization(mean=mean.tolist(), variance=(std**2).tolist(), name="input_normalize")

@@ -37,6 +37,8 @@ def load_model(path, compile=True):
             mode rejects, or names a class that is not registered.
     """
     path = pathlib.Path(path)
+    if path.is_dir():
+        raise ValueError(f"'{path}' is a folder; pass the path of a .keras file.")
     if not path.is_file():
         raise FileNotFoundError(f"Model file '{path}' does not exist; pass the path of a .keras file.")
     if path.suffix != ".keras" or not zipfile.is_zipfile(path):

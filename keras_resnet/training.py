@@ -9,7 +9,9 @@ A run folder receives:
 - `metrics.json`: the final figures, written last, so its presence marks a
   finished run;
 - `backup/`: `keras.callbacks.BackupAndRestore` state while a run is going,
-  so rerunning an interrupted run resumes from its last finished epoch.
+  so rerunning an interrupted run resumes from its last finished epoch;
+- `run_config.json`: the settings, so a resumed run is checked to have the
+  same ones.
 
 `model.keras`, `curves.png` and `metrics.json` are written to a temporary
 file and renamed into place, so an interrupted run never leaves a truncated
@@ -22,6 +24,8 @@ import json
 import logging
 import math
 import pathlib
+import re
+import shutil
 import time
 
 import keras
@@ -38,6 +42,9 @@ MODEL_FILE = "model.keras"
 HISTORY_FILE = "history.csv"
 CURVES_FILE = "curves.png"
 METRICS_FILE = "metrics.json"
+CONFIG_FILE = "run_config.json"
+# Settings that may differ between an interrupted run and its resumption.
+RESUMABLE_CHANGES = ("jit_compile", "verbose", "skip_bad_images")
 
 
 @dataclasses.dataclass
@@ -71,8 +78,7 @@ class TrainConfig:
         seed: int, seed for weights, shuffling and augmentation.
         skip_bad_images: bool, whether files of a folder source that cannot
             be decoded are left out with a warning instead of stopping.
-        jit_compile: bool or "auto", passed to `model.compile`; None picks
-            the default for the backend (`default_jit_compile`).
+        jit_compile: bool or "auto", passed to `model.compile`.
         verbose: "auto", 0, 1 or 2, passed to `model.fit`.
     """
 
@@ -91,28 +97,17 @@ class TrainConfig:
     warmup_epochs: float = 1.0
     seed: int = 0
     skip_bad_images: bool = False
-    jit_compile: object = None
+    # Keras's "auto" leaves XLA off for TensorFlow on a CPU-only machine,
+    # keeps the torch backend eager, and always compiles on JAX. On a 2-core
+    # AMD EPYC (Zen 4), experiments/compile_settings.py measured CIFAR
+    # ResNet-20 with TensorFlow at 412 images/s with "auto", 382 with False
+    # (the same setting there, so the gap is noise) and 186 with XLA.
+    jit_compile: object = "auto"
     verbose: object = "auto"
 
 
 class RunExistsError(FileExistsError):
     """The output folder holds a finished run that would be overwritten."""
-
-
-def default_jit_compile(backend):
-    """Return the `jit_compile` setting that trains fastest on `backend`.
-
-    On TensorFlow on a CPU, TensorFlow's own kernels beat XLA for these
-    networks: `experiments/compile_settings.py` measures the settings side by
-    side. Everywhere else Keras's "auto" stays: JAX always compiles, and
-    "auto" keeps the torch backend in eager mode.
-    """
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        if not tf.config.list_physical_devices("GPU"):
-            return False
-    return "auto"
 
 
 def make_schedule(cfg, steps_per_epoch):
@@ -164,7 +159,7 @@ def train(cfg=None, output=None, overwrite=False, callbacks=()):
     cfg = cfg or TrainConfig()
     family = _check_config(cfg)
     run_dir = resolve_run_dir(output, models.model_name(cfg.depth, family, cfg.width))
-    _prepare_run_dir(run_dir, overwrite)
+    replace = _check_run_dir(run_dir, cfg, overwrite)
     keras.utils.set_random_seed(cfg.seed)
 
     datasets = data_lib.load_datasets(
@@ -176,6 +171,7 @@ def train(cfg=None, output=None, overwrite=False, callbacks=()):
         skip_bad_images=cfg.skip_bad_images,
         channels=cfg.channels,
     )
+    _check_image_size(datasets, cfg, family)
     model = models.build(
         depth=cfg.depth,
         family=family,
@@ -186,19 +182,18 @@ def train(cfg=None, output=None, overwrite=False, callbacks=()):
     )
     steps_per_epoch = max(1, datasets.train_size // cfg.batch_size)
     backend = keras.backend.backend()
-    jit_compile = default_jit_compile(backend) if cfg.jit_compile is None else cfg.jit_compile
     model.compile(
         optimizer=make_optimizer(model, cfg, steps_per_epoch),
         loss=keras.losses.SparseCategoricalCrossentropy(),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-        jit_compile=jit_compile,
+        jit_compile=cfg.jit_compile,
     )
     logger.info(
         "Training %s (%d trainable parameters) on %d images from %s under %s for %d epochs into %s",
         model.name, _trainable_params(model), datasets.train_size, cfg.data, backend, cfg.epochs, run_dir,
     )
 
-    run_dir.mkdir(parents=True, exist_ok=True)
+    _start_run_dir(run_dir, cfg, replace)
     timer = TrainTimer()
     monitor = "val_accuracy" if datasets.validation is not None else "accuracy"
     checkpoint = AtomicBestCheckpoint(run_dir / MODEL_FILE, monitor, history_path=run_dir / HISTORY_FILE)
@@ -227,12 +222,15 @@ def train(cfg=None, output=None, overwrite=False, callbacks=()):
             if (run_dir / MODEL_FILE).exists()
             else "no model had been saved yet"
         )
-        raise FloatingPointError(f"Training stopped: the loss became NaN, and {kept}. Try a lower --learning-rate.")
+        raise FloatingPointError(
+            f"Training stopped: the loss became NaN, and {kept}. Try a lower --learning-rate, with --overwrite "
+            "or another --output."
+        )
     if len(history) < cfg.epochs:
         raise RuntimeError(f"Training stopped after {len(history)} of {cfg.epochs} epochs; rerun to resume.")
 
     plot_curves(history, run_dir / CURVES_FILE)
-    metrics = _metrics(cfg, model, datasets, history, timer, monitor, backend, jit_compile)
+    metrics = _metrics(cfg, model, datasets, history, timer, monitor, backend)
     metrics["run_dir"] = str(run_dir)
     saving.atomic_write_text(run_dir / METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
     return metrics
@@ -249,23 +247,83 @@ def resolve_run_dir(output, name):
     raise RunExistsError(f"runs/{name} to runs/{name}-9999 all hold finished runs; pass --output.")
 
 
-def _prepare_run_dir(run_dir, overwrite):
-    if run_dir.exists() and not run_dir.is_dir():
-        raise ValueError(f"--output '{run_dir}' is a file; pass a folder.")
+def _check_run_dir(run_dir, cfg, overwrite):
+    """Check what `run_dir` holds; return True when a previous run is to be replaced.
+
+    Nothing is deleted here, so a run that fails on its input afterwards
+    leaves the folder as it was.
+    """
+    for folder in (run_dir, *run_dir.parents):
+        if folder.exists() and not folder.is_dir():
+            raise ValueError(f"--output '{run_dir}' cannot be a folder because '{folder}' is a file.")
+    if not run_dir.exists():
+        return False
+
     if (run_dir / METRICS_FILE).exists():
-        if not overwrite:
-            raise RunExistsError(
-                f"'{run_dir}' already holds a finished run ({METRICS_FILE}); pass --overwrite to replace it "
-                "or choose another --output."
-            )
-        for name in (METRICS_FILE, HISTORY_FILE):
-            (run_dir / name).unlink(missing_ok=True)
+        problem = f"already holds a finished run ({METRICS_FILE})"
     elif (run_dir / BACKUP_DIR).exists():
-        logger.info("Resuming the interrupted run in %s", run_dir)
-    # A process killed while writing leaves its temporary file behind; the
-    # file it was replacing is intact.
-    for leftover in run_dir.glob(".tmp-*"):
-        leftover.unlink()
+        changes = _config_changes(run_dir / CONFIG_FILE, cfg)
+        if not changes:
+            logger.info("Resuming the interrupted run in %s", run_dir)
+            return False
+        problem = f"holds an interrupted run with other settings ({'; '.join(changes)})"
+    elif (run_dir / HISTORY_FILE).exists():
+        problem = "holds a run that stopped without a backup to resume from (after a NaN loss, for example)"
+    else:
+        return False
+
+    if overwrite:
+        return True
+    raise RunExistsError(f"'{run_dir}' {problem}; pass --overwrite to replace it or choose another --output.")
+
+
+def _config_changes(path, cfg):
+    """Return "name: old -> new" for each setting that differs from the saved one."""
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return [f"{CONFIG_FILE} is missing or unreadable"]
+    current = _config_record(cfg)
+    return [
+        f"{name}: {saved.get(name)!r} -> {value!r}" for name, value in current.items() if saved.get(name) != value
+    ]
+
+
+def _config_record(cfg):
+    record = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in RESUMABLE_CHANGES}
+    return json.loads(json.dumps(record, default=str))
+
+
+def _start_run_dir(run_dir, cfg, replace):
+    """Create `run_dir`, clear a replaced run and record the settings."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if replace:
+        # model.keras stays until the new run saves its first model.
+        for name in (METRICS_FILE, HISTORY_FILE, CONFIG_FILE, CURVES_FILE):
+            (run_dir / name).unlink(missing_ok=True)
+        shutil.rmtree(run_dir / BACKUP_DIR, ignore_errors=True)
+
+    # A process killed while writing leaves its temporary file behind, and
+    # the file it was replacing is intact.
+    for leftover in run_dir.iterdir():
+        if _TEMPORARY_NAME.match(leftover.name):
+            leftover.unlink()
+
+    if not (run_dir / BACKUP_DIR).exists():
+        saving.atomic_write_text(run_dir / CONFIG_FILE, json.dumps(_config_record(cfg), indent=2) + "\n")
+
+
+_TEMPORARY_NAME = re.compile(r"^\.tmp-\d+-(model\.keras|curves\.png|metrics\.json|run_config\.json)$")
+
+
+def _check_image_size(datasets, cfg, family):
+    minimum = config.resolve_architecture(cfg.depth, family, cfg.width).total_stride
+    height, width, _ = datasets.image_shape
+    if min(height, width) < minimum:
+        raise ValueError(
+            f"Images of {height}x{width} pixels are too small for ResNet-{cfg.depth} ({family}), which needs "
+            f"at least {minimum}x{minimum}; pass --image-size {minimum} or larger."
+        )
 
 
 def _check_config(cfg):
@@ -274,12 +332,13 @@ def _check_config(cfg):
     config.check_int("epochs", cfg.epochs, minimum=1)
     config.check_int("batch_size", cfg.batch_size, minimum=1)
     config.check_positive_number("learning_rate", cfg.learning_rate)
-    if cfg.weight_decay < 0:
-        raise ValueError(f"`weight_decay` must be >= 0; received {cfg.weight_decay!r}.")
-    if not 0 <= cfg.momentum < 1:
-        raise ValueError(f"`momentum` must be in [0, 1); received {cfg.momentum!r}.")
-    if cfg.warmup_epochs < 0:
-        raise ValueError(f"`warmup_epochs` must be >= 0; received {cfg.warmup_epochs!r}.")
+    config.check_in_range("weight_decay", cfg.weight_decay, 0, math.inf, "a finite number >= 0")
+    config.check_in_range("momentum", cfg.momentum, 0, 1, "a number in [0, 1)")
+    config.check_in_range("warmup_epochs", cfg.warmup_epochs, 0, math.inf, "a finite number >= 0")
+    config.check_in_range("validation_split", cfg.validation_split, 0, 1, "a number in [0, 1)")
+    config.check_int("seed", cfg.seed, minimum=0)
+    if cfg.seed >= 2**32:
+        raise ValueError(f"`seed` must be an integer in [0, 2**32); received {cfg.seed!r}.")
     return family
 
 
@@ -392,10 +451,15 @@ def _trainable_params(model):
     return int(sum(math.prod(w.shape) for w in model.trainable_weights))
 
 
-def _metrics(cfg, model, datasets, history, timer, monitor, backend, jit_compile):
+def _metrics(cfg, model, datasets, history, timer, monitor, backend):
     best = max(history, key=lambda row: row.get(monitor, -math.inf))
     last = history[-1]
-    images_trained = timer.epochs * (datasets.train_size // cfg.batch_size) * cfg.batch_size
+    # Training drops the last partial batch unless the data is smaller than
+    # one batch.
+    per_epoch = datasets.train_size
+    if datasets.train_size >= cfg.batch_size:
+        per_epoch = datasets.train_size // cfg.batch_size * cfg.batch_size
+    images_trained = timer.epochs * per_epoch
     return {
         "val_accuracy": best.get("val_accuracy"),
         "val_loss": best.get("val_loss"),
@@ -407,7 +471,7 @@ def _metrics(cfg, model, datasets, history, timer, monitor, backend, jit_compile
         "epochs_this_process": timer.epochs,
         "backend": backend,
         "keras_version": keras.__version__,
-        "jit_compile": jit_compile,
+        "jit_compile": cfg.jit_compile,
         "model": model.name,
         "family": config.resolve_family(cfg.depth, cfg.family),
         "depth": cfg.depth,

@@ -1,6 +1,7 @@
 import json
 import os
 import pathlib
+import re
 
 import keras
 import numpy as np
@@ -108,3 +109,13 @@ def test_stage_rejects_unknown_block():
         keras_resnet.stage(keras.Input((8, 8, 4)), "dense", 4, 1)
     with pytest.raises(ValueError, match="0"):
         keras_resnet.stage(keras.Input((8, 8, 4)), "basic", 4, 0)
+
+
+def test_block_rejects_tuple_strides():
+    with pytest.raises(TypeError, match=re.escape("(2, 2)")):
+        keras_resnet.basic_block(keras.Input((8, 8, 4)), 4, strides=(2, 2))
+
+
+def test_zero_pad_shortcut_rejects_zero_strides():
+    with pytest.raises(ValueError, match="strides >= 1"):
+        keras_resnet.ZeroPadShortcut(16, 0)

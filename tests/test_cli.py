@@ -27,6 +27,9 @@ def run_cli(*args, cwd=None, backend=None):
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("cli") / "run"
+    # A user's file whose name looks like a leftover temporary file.
+    run_dir.mkdir()
+    (run_dir / ".tmp-draft.txt").write_text("mine")
     result = run_cli("train", "--depth", "8", "--epochs", "2", "--batch-size", "64", "--output", str(run_dir))
     return run_dir, result
 
@@ -54,6 +57,8 @@ def test_train_on_sample_end_to_end(finished_run):
     assert len(history) == 3
     assert (run_dir / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not (run_dir / "backup").exists()
+    assert (run_dir / ".tmp-draft.txt").read_text() == "mine"
+    assert json.loads((run_dir / "run_config.json").read_text())["depth"] == 8
 
 
 def test_saved_run_model_loads(finished_run):
@@ -84,6 +89,10 @@ def test_rerun_refuses_to_overwrite(finished_run):
         (["--data", "/no/such/folder"], "/no/such/folder"),
         (["--validation-split", "1.5"], "1.5"),
         (["--data", "no_such_dataset_xyz"], "no_such_dataset_xyz"),
+        (["--data", "tfds:"], "''"),
+        (["--batch-size", "0"], "--batch-size"),
+        (["--seed", "-1"], "--seed"),
+        (["--weight-decay", "nan"], "nan"),
     ],
 )
 def test_bad_arguments_exit_cleanly(tmp_path, args, received):
@@ -167,3 +176,18 @@ def test_channel_count_is_checked_by_parser(tmp_path):
     assert result.returncode == 2
     assert "invalid choice: 4" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_unknown_keras_backend_is_named(tmp_path):
+    env = dict(os.environ, KERAS_BACKEND=keras.backend.backend())
+    result = subprocess.run(
+        [sys.executable, "-m", "keras_resnet.cli", "train", "--output", str(tmp_path / "run")],
+        env=dict(env, KERAS_BACKEND="numpy"),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 2
+    assert "'numpy'" in result.stderr
+    assert "tensorflow, jax, torch" in result.stderr
+    assert not (tmp_path / "run").exists()

@@ -106,7 +106,7 @@ def test_file_instead_of_folder_message(tmp_path):
 
 
 def test_empty_folder_message(tmp_path):
-    with pytest.raises(ValueError, match="no class sub-folders") as info:
+    with pytest.raises(ValueError, match="found none") as info:
         data.load_datasets(str(tmp_path))
     assert str(tmp_path) in str(info.value)
 
@@ -271,6 +271,40 @@ def test_grayscale_pipeline(tmp_path):
     assert images.shape == (8, 32, 32, 1)
 
     write_odd_images(tmp_path / "data" / "odd")
-    ds = data.load_datasets(tmp_path / "data", batch_size=8, channels=1, validation_split=0)
+    write_images(tmp_path / "data", {"plain": 2})
+    ds = data.load_datasets(tmp_path / "data", batch_size=5, channels=1, validation_split=0)
     images, _ = next(ds.train.as_numpy_iterator())
-    assert images.shape == (8, 24, 20, 1)
+    assert images.shape == (5, 24, 20, 1)
+
+
+def test_sample_without_validation_trains_on_all():
+    ds = data.load_datasets("sample", validation_split=0)
+    assert ds.validation is None
+    assert ds.train_size == 5000
+    assert sum(len(y) for _, y in ds.train.as_numpy_iterator()) == 5000 // 128 * 128
+
+
+def test_single_class_folder_message(tmp_path):
+    write_images(tmp_path, {"cat": 3})
+    with pytest.raises(ValueError, match="at least 2 class") as info:
+        data.load_datasets(tmp_path)
+    assert "'cat'" in str(info.value)
+
+
+def test_hidden_files_are_ignored(tmp_path):
+    write_images(tmp_path, {"cat": 2, "dog": 2})
+    (tmp_path / "cat" / "._0.jpg").write_bytes(b"\x00\x05\x16\x07 macOS metadata")
+    ds = data.load_datasets(tmp_path, validation_split=0)
+    assert ds.train_size == 4
+
+
+@pytest.mark.parametrize("split", [0.001, 0.999])
+def test_tfds_split_must_be_whole_percent(split):
+    with pytest.raises(ValueError, match="whole percent") as info:
+        data.load_datasets("tfds:cifar10", validation_split=split)
+    assert str(split) in str(info.value)
+
+
+def test_channels_rejects_bool():
+    with pytest.raises(ValueError, match="True"):
+        data.load_datasets("sample", channels=True)

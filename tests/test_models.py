@@ -194,7 +194,7 @@ def test_every_layer_has_a_scheme_name(depth):
         ({"depth": 20, "input_shape": (3, 3, 3)}, "(3, 3, 3)", "at least 4"),
         ({"depth": 20, "input_shape": (32, 32)}, "(32, 32)", "(height, width, channels)"),
         ({"depth": 20, "input_shape": (32, 32, 0)}, "0", ">= 1"),
-        ({"depth": 20, "input_normalization": ((1, 2), (1, 1))}, "[1.0, 2.0]", "3 means"),
+        ({"depth": 20, "input_normalization": ((1, 2), (1, 1))}, "[1.0, 2.0]", "3 finite means"),
         ({}, "neither", "resnet50"),
         ({"variant": "resnet51"}, "'resnet51'", "resnet50"),
         ({"variant": "resnet50", "depth": 18}, "depth=18", "depth=50"),
@@ -214,3 +214,27 @@ def test_invalid_argument_message(kwargs, received, accepted):
 def test_wrong_type_message(kwargs, received):
     with pytest.raises(TypeError, match=re.escape(received)):
         keras_resnet.build(**kwargs)
+
+
+def test_variant_must_be_a_string():
+    with pytest.raises(TypeError, match=re.escape("['resnet50']")):
+        keras_resnet.build(variant=["resnet50"])
+
+
+def test_channels_first_format_is_rejected():
+    keras.config.set_image_data_format("channels_first")
+    try:
+        with pytest.raises(ValueError, match="'channels_first'"):
+            keras_resnet.build(depth=20)
+    finally:
+        keras.config.set_image_data_format("channels_last")
+
+
+def test_numpy_scalars_are_accepted():
+    model = keras_resnet.build(depth=np.int64(20), width=np.float32(0.5), include_top=np.True_)
+    assert model.output_shape == (None, 10)
+
+
+def test_nan_normalization_is_rejected():
+    with pytest.raises(ValueError, match="nan"):
+        keras_resnet.build(depth=20, input_normalization=((float("nan"), 0, 0), (1, 1, 1)))

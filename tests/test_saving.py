@@ -133,3 +133,11 @@ def test_failed_write_keeps_previous_file(tmp_path):
             raise RuntimeError("disk full")
     assert path.read_text() == "previous"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]
+
+
+def test_load_model_rejects_folder(tmp_path):
+    folder = tmp_path / "model.keras"
+    folder.mkdir()
+    with pytest.raises(ValueError, match="is a folder") as info:
+        keras_resnet.load_model(folder)
+    assert str(folder) in str(info.value)

@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 
@@ -78,7 +80,17 @@ def test_finished_run_is_not_overwritten(tmp_path):
 
 @pytest.mark.parametrize(
     "changes, received",
-    [({"epochs": 0}, "0"), ({"learning_rate": -1.0}, "-1.0"), ({"momentum": 1.5}, "1.5"), ({"depth": 21}, "21")],
+    [
+        ({"epochs": 0}, "0"),
+        ({"learning_rate": -1.0}, "-1.0"),
+        ({"learning_rate": float("nan")}, "nan"),
+        ({"momentum": 1.5}, "1.5"),
+        ({"depth": 21}, "21"),
+        ({"weight_decay": float("nan")}, "nan"),
+        ({"warmup_epochs": float("inf")}, "inf"),
+        ({"validation_split": 1.0}, "1.0"),
+        ({"seed": -1}, "-1"),
+    ],
 )
 def test_invalid_config_message(tmp_path, changes, received):
     cfg = training.TrainConfig(**changes)
@@ -112,3 +124,49 @@ def test_nan_loss_stops_and_keeps_best_model(tmp_path):
     model = keras_resnet.load_model(tmp_path / "model.keras")
     kernel = keras.ops.convert_to_numpy(model.get_layer("stem_conv1").kernel)
     assert np.isfinite(kernel).all()
+
+
+def test_overwrite_keeps_files_when_input_is_bad(tmp_path):
+    (tmp_path / "metrics.json").write_text("{}")
+    (tmp_path / "history.csv").write_text("epoch,loss\n0,1.0\n")
+    cfg = training.TrainConfig(depth=8, epochs=1, data=str(tmp_path / "typo"))
+    with pytest.raises(ValueError, match="does not exist"):
+        training.train(cfg, output=tmp_path, overwrite=True)
+    assert (tmp_path / "metrics.json").read_text() == "{}"
+    assert (tmp_path / "history.csv").exists()
+
+
+def test_resume_with_other_settings_is_rejected(tmp_path):
+    (tmp_path / "backup").mkdir()
+    saved = training._config_record(training.TrainConfig(depth=8, epochs=4))
+    (tmp_path / "run_config.json").write_text(json.dumps(saved))
+    with pytest.raises(training.RunExistsError, match="other settings") as info:
+        training.train(training.TrainConfig(depth=8, epochs=6), output=tmp_path)
+    assert "epochs: 4 -> 6" in str(info.value)
+    assert "--overwrite" in str(info.value)
+
+
+def test_stopped_run_without_backup_is_rejected(tmp_path):
+    (tmp_path / "history.csv").write_text("epoch,loss\n0,nan\n")
+    with pytest.raises(training.RunExistsError, match="without a backup"):
+        training.train(training.TrainConfig(depth=8, epochs=1), output=tmp_path)
+
+
+def test_output_under_a_file_is_rejected(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(ValueError, match="is a file") as info:
+        training.train(training.TrainConfig(depth=8, epochs=1), output=tmp_path / "afile" / "run")
+    assert "afile" in str(info.value)
+
+
+def test_images_smaller_than_network_minimum(tmp_path):
+    from PIL import Image
+
+    for name in ("a", "b"):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        for i in range(2):
+            Image.new("RGB", (8, 8)).save(tmp_path / "data" / name / f"{i}.png")
+    cfg = training.TrainConfig(depth=18, epochs=1, data=str(tmp_path / "data"), validation_split=0)
+    with pytest.raises(ValueError, match="--image-size 32") as info:
+        training.train(cfg, output=tmp_path / "run")
+    assert "8x8" in str(info.value)
