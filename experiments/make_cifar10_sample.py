@@ -1,9 +1,9 @@
 """Write the CIFAR-10 sample that ships inside keras_resnet.
 
-The sample contains real CIFAR-10 training images as the original JPEG bytes:
-images 0000-0399 of every class for training and 4900-4999 for validation,
-so the validation part comes from the last 500 images per class, the
-customary hold-out, and never overlaps the training part.
+The sample contains real CIFAR-10 training images as their original JPEG
+bytes: images 0000-0399 of every class for training and 4900-4999 for
+validation. The validation part thus comes from the customary hold-out of
+the last 500 images per class and never overlaps the training part.
 
 Usage:
     python experiments/make_cifar10_sample.py PATH/cifar10-train-jpg.tar.gz

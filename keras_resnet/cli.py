@@ -1,7 +1,7 @@
 """The `keras-resnet` command: parses arguments and calls the library.
 
 Keras reads `KERAS_BACKEND` once, when it is first imported, and importing
-this module imports Keras through the package. When `--backend` asks for
+this module imports Keras through the package. When `--backend` names
 another backend, the command therefore starts itself again with
 `KERAS_BACKEND` set, before any work is done.
 """
@@ -112,7 +112,7 @@ def _parser():
         "--output",
         default=None,
         help="run folder (default: runs/<model name> such as runs/resnet20, or runs/resnet20-2 and so on when "
-        "that one holds a finished run)",
+        "that one contains a finished run)",
     )
     train.add_argument("--overwrite", action="store_true", help="replace a finished run in --output")
     train.set_defaults(run=_train)

@@ -38,8 +38,8 @@ SAMPLE = "sample"
 TFDS_PREFIX = "tfds:"
 # Formats that tf.io.decode_image reads (TensorFlow 2.21).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
-# Decoded uint8 images are cached in memory when they fit in this many bytes
-# (all 50,000 CIFAR-10 images take 150 MiB); larger sets are decoded anew
+# Decoded uint8 images are cached in memory when they fit in this many bytes.
+# All 50,000 CIFAR-10 images take 150 MiB. Larger sets are decoded anew
 # every epoch.
 CACHE_LIMIT_BYTES = 2 * 1024**3
 CHANNELS = (1, 3)
@@ -133,8 +133,8 @@ def load_datasets(
         A `Datasets`.
 
     Raises:
-        ValueError: for a folder that does not exist, holds no images or
-            holds files that cannot be decoded, an unknown tensorflow-datasets
+        ValueError: for a folder that does not exist, contains no images or
+            contains files that cannot be decoded, an unknown tensorflow-datasets
             name, or an invalid argument.
         DataUnavailableError: when a tensorflow-datasets download fails.
     """
@@ -293,13 +293,13 @@ def _read_folder(folder, validation_split, skip_bad_images, channels):
     for class_dir, all_files in zip(class_dirs, files_per_class):
         if not all_files:
             raise ValueError(
-                f"Class folder '{class_dir}' holds no images; expected files ending in "
+                f"Class folder '{class_dir}' contains no images; expected files ending in "
                 f"{', '.join(IMAGE_EXTENSIONS)}."
             )
         files = [path for path in all_files if path not in bad]
         if not files:
             raise ValueError(
-                f"Class folder '{class_dir}' holds no readable images: all {len(all_files)} file(s) "
+                f"Class folder '{class_dir}' contains no readable images: all {len(all_files)} file(s) "
                 "failed to decode."
             )
         held_out = math.ceil(len(files) * validation_split) if validation_split else 0
@@ -427,7 +427,7 @@ def _image_size(images, image_size):
         return image_size, image_size
     for image, _ in images.take(1):
         return int(image.shape[0]), int(image.shape[1])
-    raise ValueError("The training split holds no images.")
+    raise ValueError("The training split contains no images.")
 
 
 def _resizer(height, width, channels):

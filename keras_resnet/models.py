@@ -85,7 +85,7 @@ def build(
             means "projection" for ImageNet (as torchvision) and "zero_pad" for
             CIFAR (as the paper).
         input_normalization: None or a pair `(mean, std)` of per-channel
-            sequences; when given, a `keras.layers.Normalization` layer named
+            sequences. When given, a `keras.layers.Normalization` layer named
             "input_normalize" first computes `(x - mean) / std`, so the model
             takes raw pixel values. Defaults to None.
         name: str, model name. Defaults to the variant name, e.g. "resnet50".

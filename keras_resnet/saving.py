@@ -1,9 +1,9 @@
 """Safe loading of `.keras` files and atomic writes of run files.
 
 Every file this package writes goes to a temporary name in the same folder
-first and is renamed into place with `os.replace`, which is atomic on POSIX
-file systems and on Windows NTFS, so a killed process leaves either the old
-file or the new one, never a truncated mix.
+first. It is then renamed into place with `os.replace`, which is atomic on
+POSIX file systems, so a killed process leaves either the old file or the
+new one and never a truncated mix.
 """
 
 import contextlib

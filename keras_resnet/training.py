@@ -107,7 +107,7 @@ class TrainConfig:
 
 
 class RunExistsError(FileExistsError):
-    """The output folder holds a finished run that would be overwritten."""
+    """The output folder contains a run that would be overwritten."""
 
 
 def make_schedule(cfg, steps_per_epoch):
@@ -150,7 +150,9 @@ def train(cfg=None, output=None, overwrite=False, callbacks=()):
         dict, the contents of `metrics.json`.
 
     Raises:
-        RunExistsError: if `output` holds a finished run and `overwrite` is False.
+        RunExistsError: if `overwrite` is False and `output` contains a finished
+            run, an interrupted run with other settings, or a run that
+            stopped without a backup to resume from.
         ValueError, TypeError: for invalid settings or data (see `build` and
             `load_datasets`).
         FloatingPointError: if the loss becomes NaN; `model.keras` keeps the
@@ -227,12 +229,17 @@ def train(cfg=None, output=None, overwrite=False, callbacks=()):
             "or another --output."
         )
     if len(history) < cfg.epochs:
-        raise RuntimeError(f"Training stopped after {len(history)} of {cfg.epochs} epochs; rerun to resume.")
+        raise RuntimeError(
+            f"Training stopped after {len(history)} of {cfg.epochs} epochs because a callback set "
+            f"model.stop_training; {run_dir / MODEL_FILE} contains the best model so far."
+        )
 
     plot_curves(history, run_dir / CURVES_FILE)
     metrics = _metrics(cfg, model, datasets, history, timer, monitor, backend)
     metrics["run_dir"] = str(run_dir)
-    saving.atomic_write_text(run_dir / METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
+    # Strict JSON has no NaN or infinity; a non-finite figure becomes null.
+    metrics = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in metrics.items()}
+    saving.atomic_write_text(run_dir / METRICS_FILE, json.dumps(metrics, indent=2, allow_nan=False) + "\n")
     return metrics
 
 
@@ -248,7 +255,7 @@ def resolve_run_dir(output, name):
 
 
 def _check_run_dir(run_dir, cfg, overwrite):
-    """Check what `run_dir` holds; return True when a previous run is to be replaced.
+    """Check what `run_dir` contains; return True when a previous run is to be replaced.
 
     Nothing is deleted here, so a run that fails on its input afterwards
     leaves the folder as it was.
@@ -260,15 +267,15 @@ def _check_run_dir(run_dir, cfg, overwrite):
         return False
 
     if (run_dir / METRICS_FILE).exists():
-        problem = f"already holds a finished run ({METRICS_FILE})"
+        problem = f"already contains a finished run ({METRICS_FILE})"
     elif (run_dir / BACKUP_DIR).exists():
         changes = _config_changes(run_dir / CONFIG_FILE, cfg)
         if not changes:
             logger.info("Resuming the interrupted run in %s", run_dir)
             return False
-        problem = f"holds an interrupted run with other settings ({'; '.join(changes)})"
+        problem = f"contains an interrupted run with other settings ({'; '.join(changes)})"
     elif (run_dir / HISTORY_FILE).exists():
-        problem = "holds a run that stopped without a backup to resume from (after a NaN loss, for example)"
+        problem = "contains a run that stopped without a backup to resume from (after a NaN loss, for example)"
     else:
         return False
 

@@ -75,7 +75,7 @@ def test_rerun_refuses_to_overwrite(finished_run):
     before = (run_dir / "model.keras").read_bytes()
     result = run_cli("train", "--depth", "8", "--epochs", "2", "--output", str(run_dir))
     assert result.returncode == 2
-    assert "already holds a finished run" in result.stderr
+    assert "already contains a finished run" in result.stderr
     assert "Traceback" not in result.stderr
     assert (run_dir / "model.keras").read_bytes() == before
 

@@ -115,7 +115,7 @@ def test_class_without_images_message(tmp_path):
     write_images(tmp_path, {"cat": 3})
     (tmp_path / "dog").mkdir()
     (tmp_path / "dog" / "notes.txt").write_text("no images here")
-    with pytest.raises(ValueError, match="holds no images") as info:
+    with pytest.raises(ValueError, match="contains no images") as info:
         data.load_datasets(str(tmp_path))
     assert "dog" in str(info.value)
     assert ".jpg" in str(info.value)
