@@ -8,7 +8,7 @@ the last 500 images per class and never overlaps the training part.
 Usage:
     python experiments/make_cifar10_sample.py PATH/cifar10-train-jpg.tar.gz
 
-The archive holds `train/<class>/<NNNN>.jpg` for ten classes with 5,000
+The archive contains `train/<class>/<NNNN>.jpg` for ten classes with 5,000
 images each.
 """
 

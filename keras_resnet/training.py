@@ -159,7 +159,8 @@ def train(cfg=None, output=None, overwrite=False, callbacks=()):
             best model saved before that.
     """
     cfg = cfg or TrainConfig()
-    family = _check_config(cfg)
+    arch = _check_config(cfg)
+    family = arch.family
     run_dir = resolve_run_dir(output, models.model_name(cfg.depth, family, cfg.width))
     replace = _check_run_dir(run_dir, cfg, overwrite)
     keras.utils.set_random_seed(cfg.seed)
@@ -173,7 +174,7 @@ def train(cfg=None, output=None, overwrite=False, callbacks=()):
         skip_bad_images=cfg.skip_bad_images,
         channels=cfg.channels,
     )
-    _check_image_size(datasets, cfg, family)
+    _check_image_size(datasets, arch)
     model = models.build(
         depth=cfg.depth,
         family=family,
@@ -219,13 +220,13 @@ def train(cfg=None, output=None, overwrite=False, callbacks=()):
 
     history = read_history(run_dir / HISTORY_FILE)
     if any(math.isnan(row.get("loss", 0.0)) for row in history) or timer.nan_seen:
-        kept = (
+        saved_model = (
             f"{run_dir / MODEL_FILE} keeps the best model saved before"
             if (run_dir / MODEL_FILE).exists()
             else "no model had been saved yet"
         )
         raise FloatingPointError(
-            f"Training stopped: the loss became NaN, and {kept}. Try a lower --learning-rate, with --overwrite "
+            f"Training stopped: the loss became NaN, and {saved_model}. Try a lower --learning-rate, with --overwrite "
             "or another --output."
         )
     if len(history) < cfg.epochs:
@@ -323,19 +324,19 @@ def _start_run_dir(run_dir, cfg, replace):
 _TEMPORARY_NAME = re.compile(r"^\.tmp-\d+-(model\.keras|curves\.png|metrics\.json|run_config\.json)$")
 
 
-def _check_image_size(datasets, cfg, family):
-    minimum = config.resolve_architecture(cfg.depth, family, cfg.width).total_stride
+def _check_image_size(datasets, arch):
+    minimum = arch.total_stride
     height, width, _ = datasets.image_shape
     if min(height, width) < minimum:
         raise ValueError(
-            f"Images of {height}x{width} pixels are too small for ResNet-{cfg.depth} ({family}), which needs "
-            f"at least {minimum}x{minimum}; pass --image-size {minimum} or larger."
+            f"Images of {height}x{width} pixels are too small for ResNet-{arch.depth} ({arch.family}), which "
+            f"needs at least {minimum}x{minimum}; pass --image-size {minimum} or larger."
         )
 
 
 def _check_config(cfg):
-    """Validate `cfg` before any work starts; return the network family."""
-    family = config.resolve_architecture(cfg.depth, cfg.family, cfg.width).family
+    """Validate `cfg` before any work starts; return its `config.Architecture`."""
+    arch = config.resolve_architecture(cfg.depth, cfg.family, cfg.width)
     config.check_int("epochs", cfg.epochs, minimum=1)
     config.check_int("batch_size", cfg.batch_size, minimum=1)
     config.check_positive_number("learning_rate", cfg.learning_rate)
@@ -346,7 +347,7 @@ def _check_config(cfg):
     config.check_int("seed", cfg.seed, minimum=0)
     if cfg.seed >= 2**32:
         raise ValueError(f"`seed` must be an integer in [0, 2**32); received {cfg.seed!r}.")
-    return family
+    return arch
 
 
 class TrainTimer(keras.callbacks.Callback):
