@@ -95,7 +95,13 @@ def _parser():
         "5e-4 under momentum 0.9)",
     )
     train.add_argument("--warmup-epochs", type=float, default=1.0, help="epochs of linear warm-up (default: 1)")
-    train.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    train.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the initial weights, shuffling and augmentation (default: 0); runs on a CPU are not "
+        "bit-for-bit repeatable, because parallel data loading and multithreaded kernels vary the order",
+    )
     train.add_argument(
         "--skip-bad-images",
         action="store_true",
@@ -121,8 +127,8 @@ def _parser():
 
 _TRAIN_HELP = (
     "Train a ResNet with SGD, Nesterov momentum, warm-up and cosine decay. Writes model.keras (best "
-    "validation accuracy), history.csv, curves.png and metrics.json into the run folder. Rerunning an "
-    "interrupted command resumes from its last finished epoch."
+    "validation accuracy), history.csv, curves.png, metrics.json and run_config.json into the run folder. "
+    "Rerunning an interrupted command resumes from its last finished epoch."
 )
 
 
@@ -184,7 +190,7 @@ def _print_summary(metrics):
     speed = metrics["images_per_second"]
     speed = f"{speed:.0f} images/s" if speed is not None else "no epochs left to train in this process"
     print(
-        f"\n{metrics['model']} ({metrics['params']:,} parameters) trained {epochs} on "
+        f"\n{metrics['model']} ({metrics['params']:,} trainable parameters) trained {epochs} on "
         f"{metrics['train_images']:,} images under {metrics['backend']}: {accuracy} "
         f"(best epoch {metrics['best_epoch']}), {metrics['train_seconds']:.1f} s of training, "
         f"{speed}. Files in {metrics['run_dir']}/."

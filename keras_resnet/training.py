@@ -192,7 +192,7 @@ def train(cfg=None, output=None, overwrite=False, callbacks=()):
         jit_compile=cfg.jit_compile,
     )
     logger.info(
-        "Training %s (%d trainable parameters) on %d images from %s under %s for %d epochs into %s",
+        "Training %s (%d trainable parameters) on %d images from %s under %s, epochs=%d, into %s",
         model.name, _trainable_params(model), datasets.train_size, cfg.data, backend, cfg.epochs, run_dir,
     )
 
