@@ -219,7 +219,9 @@ def train(cfg=None, output=None, overwrite=False, callbacks=()):
     )
 
     history = read_history(run_dir / HISTORY_FILE)
-    if any(math.isnan(row.get("loss", 0.0)) for row in history) or timer.nan_seen:
+    # TerminateOnNaN stops mid-epoch; the epoch's row in history.csv then
+    # records the NaN loss.
+    if any(math.isnan(row.get("loss", 0.0)) for row in history):
         saved_model = (
             f"{run_dir / MODEL_FILE} keeps the best model saved before"
             if (run_dir / MODEL_FILE).exists()
@@ -357,7 +359,6 @@ class TrainTimer(keras.callbacks.Callback):
         super().__init__()
         self.seconds = 0.0
         self.epochs = 0
-        self.nan_seen = False
         self._start = None
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -365,11 +366,6 @@ class TrainTimer(keras.callbacks.Callback):
 
     def on_test_begin(self, logs=None):
         self._stop()
-
-    def on_train_batch_end(self, batch, logs=None):
-        loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(float(loss)):
-            self.nan_seen = True
 
     def on_epoch_end(self, epoch, logs=None):
         self._stop()
