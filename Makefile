@@ -13,7 +13,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(VENV)/bin/python -m pip install --quiet -c constraints.txt -e ".[jax,torch,test]"
+	$(VENV)/bin/python -m pip install --quiet -c constraints.txt -e ".[jax,torch,onnx,test]"
 	touch $@
 
 # Trains a CIFAR ResNet-20 on the CIFAR-10 sample shipped in the package;

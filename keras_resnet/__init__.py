@@ -6,7 +6,7 @@
 Importing the package imports Keras, with the backend that `KERAS_BACKEND`
 names, and registers the package's custom layers, so `keras.saving.load_model`
 reads saved models without `custom_objects`. The data and training modules,
-which import TensorFlow, load on first use.
+which import TensorFlow, load on first use, as do export and prediction.
 """
 
 import importlib
@@ -17,9 +17,11 @@ from keras_resnet.blocks import cifar_stem
 from keras_resnet.blocks import conv_bn
 from keras_resnet.blocks import imagenet_stem
 from keras_resnet.blocks import stage
+from keras_resnet.layers import ClassLabels
 from keras_resnet.layers import ZeroPadShortcut
 from keras_resnet.models import available_models
 from keras_resnet.models import build
+from keras_resnet.models import class_names
 from keras_resnet.saving import load_model
 
 __version__ = "0.1.0"
@@ -28,6 +30,8 @@ __all__ = [
     "basic_block",
     "bottleneck_block",
     "build",
+    "ClassLabels",
+    "class_names",
     "cifar_stem",
     "conv_bn",
     "imagenet_stem",
@@ -38,6 +42,9 @@ __all__ = [
     "Datasets",
     "train",
     "TrainConfig",
+    "export_saved_model",
+    "export_onnx",
+    "predict_images",
 ]
 
 _LAZY = {
@@ -45,6 +52,9 @@ _LAZY = {
     "Datasets": "keras_resnet.data",
     "train": "keras_resnet.training",
     "TrainConfig": "keras_resnet.training",
+    "export_saved_model": "keras_resnet.export",
+    "export_onnx": "keras_resnet.export",
+    "predict_images": "keras_resnet.predict",
 }
 
 

@@ -39,7 +39,7 @@ _OPTIONS = {
     f"`{name}`": f"--{name.replace('_', '-')}"
     for name in (
         "depth", "family", "width", "epochs", "batch_size", "image_size", "channels", "validation_split",
-        "learning_rate", "weight_decay", "warmup_epochs", "seed",
+        "learning_rate", "weight_decay", "warmup_epochs", "seed", "version", "top", "overwrite", "output",
     )
 }
 
@@ -122,7 +122,45 @@ def _parser():
     )
     train.add_argument("--overwrite", action="store_true", help="replace a finished run in --output")
     train.set_defaults(run=_train)
+
+    export = commands.add_parser("export", help="export a .keras model for TF Serving or ONNX", description=_EXPORT_HELP)
+    export.add_argument("model", help="the .keras file, e.g. runs/resnet20/model.keras")
+    export.add_argument("--name", help="model name under --base-dir (required for a SavedModel)")
+    export.add_argument(
+        "--format", choices=FORMATS, default="saved_model", help="saved_model (default) or onnx"
+    )
+    export.add_argument(
+        "--base-dir", default="saved_models", help="TF Serving base folder of the models (default: saved_models)"
+    )
+    export.add_argument(
+        "--version", type=int, default=None, help="version number (default: one more than the highest there)"
+    )
+    export.add_argument("--output", default=None, help="ONNX file (default: the model path with .onnx)")
+    export.add_argument("--overwrite", action="store_true", help="replace an existing version or ONNX file")
+    # Export builds its serving graph with TensorFlow whatever the model was
+    # trained under, so the command starts under the TensorFlow backend.
+    export.set_defaults(run=_export, backend="tensorflow")
+
+    predict = commands.add_parser(
+        "predict", help="classify image files", description="Print the top classes of each image file."
+    )
+    predict.add_argument("model", help="a .keras file or an exported SavedModel folder (saved_models/NAME[/VERSION])")
+    predict.add_argument("images", nargs="+", help="image files (JPEG, PNG, GIF or BMP)")
+    predict.add_argument("--top", type=int, default=5, help="classes to show per image (default: 5)")
+    predict.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    predict.add_argument(
+        "--backend", choices=BACKENDS, default=None, help="Keras backend for a .keras model (default: $KERAS_BACKEND)"
+    )
+    predict.set_defaults(run=_predict)
     return parser
+
+
+FORMATS = ("saved_model", "onnx")
+_EXPORT_HELP = (
+    "Export a .keras model as a SavedModel in BASE_DIR/NAME/VERSION, the layout TF Serving watches, with "
+    "signatures for encoded images (serving_default) and pixel tensors (predict_pixels, predict_pixels_uint8), "
+    "or as an ONNX file. An existing version is never replaced without --overwrite."
+)
 
 
 _TRAIN_HELP = (
@@ -179,6 +217,34 @@ def _train(args):
     )
     metrics = training.train(cfg, output=args.output, overwrite=args.overwrite)
     _print_summary(metrics)
+    return 0
+
+
+def _export(args):
+    from keras_resnet import export
+
+    if args.format == "onnx":
+        print(export.export_onnx(args.model, args.output, overwrite=args.overwrite))
+        return 0
+    if args.name is None:
+        raise ValueError("A SavedModel export needs --name, the model name TF Serving will serve it under.")
+    print(export.export_saved_model(
+        args.model, args.name, base_dir=args.base_dir, version=args.version, overwrite=args.overwrite
+    ))
+    return 0
+
+
+def _predict(args):
+    from keras_resnet import predict
+
+    results = predict.predict_images(args.model, args.images, top=args.top)
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return 0
+    for result in results:
+        print(result["image"])
+        for rank, entry in enumerate(result["top"], start=1):
+            print(f"  {rank}. {entry['class']:<24} {entry['probability']:8.4f}")
     return 0
 
 

@@ -227,7 +227,19 @@ def channel_stats(images):
     return tuple(float(v) for v in mean), tuple(float(v) for v in std)
 
 
-def _decode(encoded, channels=3):
+def decode_image(encoded, channels=3):
+    """Decode one JPEG, PNG, GIF or BMP image into a uint8 tensor.
+
+    Training and exported models decode with this function, so a served image
+    goes through the same steps as a training image.
+
+    Args:
+        encoded: scalar string tensor, the file's bytes.
+        channels: 3 for RGB or 1 for grayscale. Defaults to 3.
+
+    Returns:
+        A uint8 tensor of shape `(height, width, channels)`.
+    """
     # channels=3 turns grayscale and palette images into RGB and drops an
     # alpha channel. Grayscale output is converted from RGB, because the BMP
     # decoder cannot output a single channel.
@@ -236,6 +248,32 @@ def _decode(encoded, channels=3):
     if channels == 1:
         image = tf.image.rgb_to_grayscale(image)
     return image
+
+
+def resize_image(images, height, width):
+    """Resize one image or a batch to `height` x `width` as training does.
+
+    Images already at that size are returned unchanged. Others are resized
+    with antialiased bilinear filtering and rounded to whole pixel values in
+    0-255, the values a decoded image has.
+
+    Args:
+        images: tensor of shape `(h, w, c)` or `(batch, h, w, c)`, uint8 or
+            float pixel values in 0-255.
+        height: int, target height in pixels.
+        width: int, target width in pixels.
+
+    Returns:
+        A tensor of the input's dtype with the target height and width.
+    """
+    def resized():
+        image = tf.image.resize(images, (height, width), antialias=True)
+        return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), images.dtype)
+
+    same_size = tf.reduce_all(tf.shape(images)[-3:-1] == (height, width))
+    output = tf.cond(same_size, lambda: images, resized)
+    output.set_shape(images.shape[:-3].concatenate([height, width]).concatenate(images.shape[-1:]))
+    return output
 
 
 def _read_sample(validation_split, channels):
@@ -247,7 +285,7 @@ def _read_sample(validation_split, channels):
 
     def parse(record):
         example = tf.io.parse_single_example(record, features)
-        return _decode(example["image"], channels), tf.cast(example["label"], tf.int32)
+        return decode_image(example["image"], channels), tf.cast(example["label"], tf.int32)
 
     def split(name):
         records = tf.data.TFRecordDataset(str(SAMPLE_DIR / f"cifar10_{name}.tfrecord"))
@@ -323,7 +361,7 @@ def _read_folder(folder, validation_split, skip_bad_images, channels):
         files = [path for _, _, path in order]
         labels = [label for _, label, _ in order]
         pairs = tf.data.Dataset.from_tensor_slices((files, tf.constant(labels, tf.int32)))
-        read = lambda path, label: (_decode(tf.io.read_file(path), channels), label)  # noqa: E731
+        read = lambda path, label: (decode_image(tf.io.read_file(path), channels), label)  # noqa: E731
         return _Split(pairs.map(read, num_parallel_calls=tf.data.AUTOTUNE), len(files))
 
     validation = split(val_files) if validation_split else None
@@ -339,7 +377,7 @@ def find_unreadable_images(paths):
 
     def check(path):
         try:
-            _decode(tf.io.read_file(path))
+            decode_image(tf.io.read_file(path))
         except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as error:
             return path, _short_reason(error)
         return path, None
@@ -431,14 +469,8 @@ def _image_size(images, image_size):
 
 
 def _resizer(height, width, channels):
-    def resized(image):
-        image = tf.image.resize(image, (height, width), antialias=True)
-        return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
-
     def resize(image, label):
-        # Images already at the target size pass through unchanged.
-        same_size = tf.reduce_all(tf.shape(image)[:2] == (height, width))
-        image = tf.cond(same_size, lambda: image, lambda: resized(image))
+        image = resize_image(image, height, width)
         image.set_shape([height, width, channels])
         return image, label
 

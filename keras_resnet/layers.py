@@ -60,3 +60,44 @@ class ZeroPadShortcut(keras.layers.Layer):
         config = super().get_config()
         config.update({"filters": self.filters, "strides": self.strides})
         return config
+
+
+@keras.saving.register_keras_serializable(package="keras_resnet")
+class ClassLabels(keras.layers.Layer):
+    """Identity layer on the classifier output that records the class names.
+
+    Keras saves a layer's config in the `.keras` file, so the names travel
+    with the model to any backend, and export and prediction read them from
+    there instead of needing a separate labels file.
+
+    Args:
+        class_names: sequence of str, one per classifier output, in output
+            order.
+    """
+
+    def __init__(self, class_names, **kwargs):
+        super().__init__(**kwargs)
+        names = list(class_names)
+        if len(names) < 2 or not all(isinstance(name, str) and name for name in names):
+            raise ValueError(f"`class_names` must be two or more non-empty strings; received {class_names!r}.")
+        if len(set(names)) != len(names):
+            raise ValueError(f"`class_names` must not repeat a name; received {names!r}.")
+        self.class_names = names
+
+    def build(self, input_shape):
+        if input_shape[-1] is not None and input_shape[-1] != len(self.class_names):
+            raise ValueError(
+                f"The classifier has {input_shape[-1]} outputs but {len(self.class_names)} class names were "
+                f"given: {self.class_names!r}."
+            )
+
+    def call(self, inputs):
+        return inputs
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"class_names": list(self.class_names)})
+        return config

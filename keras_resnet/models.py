@@ -11,6 +11,7 @@ import numpy as np
 
 from keras_resnet import blocks
 from keras_resnet import config
+from keras_resnet import layers
 
 VARIANTS = {
     **{f"resnet{depth}": {"depth": depth, "family": "imagenet"} for depth in config.IMAGENET_STAGES},
@@ -38,6 +39,7 @@ def build(
     classifier_activation="softmax",
     shortcut=None,
     input_normalization=None,
+    class_names=None,
     name=None,
 ):
     """Build a ResNet as a `keras.Model`.
@@ -88,6 +90,11 @@ def build(
             sequences. When given, a `keras.layers.Normalization` layer named
             "input_normalize" first computes `(x - mean) / std`, so the model
             takes raw pixel values. Defaults to None.
+        class_names: None or a sequence of `num_classes` distinct strings,
+            the label of each classifier output. When given, an identity
+            `ClassLabels` layer named "head_labels" ends the model and keeps
+            the names in the saved file, where `class_names()`, export and
+            prediction find them. Needs `include_top=True`. Defaults to None.
         name: str, model name. Defaults to the variant name, e.g. "resnet50".
 
     Returns:
@@ -142,6 +149,10 @@ def build(
         )
 
     x = _head(x, include_top, pooling, num_classes, classifier_activation)
+    if class_names is not None:
+        if not include_top:
+            raise ValueError("`class_names` needs `include_top=True`: without the classifier there is nothing to label.")
+        x = layers.ClassLabels(class_names, name="head_labels")(x)
     _allow_graph_depth(sum(arch.blocks_per_stage))
     return keras.Model(inputs, x, name=name or model_name(arch.depth, arch.family, width))
 
@@ -231,6 +242,24 @@ def _head(x, include_top, pooling, num_classes, classifier_activation):
     if pooling == "max":
         return keras.layers.GlobalMaxPooling2D(name="head_pool")(x)
     return x
+
+
+def class_names(model):
+    """Return the class names stored in `model`, or None if it has none.
+
+    The names are those given to `build(class_names=...)`; `keras-resnet
+    train` stores the names of the data set's classes.
+
+    Example:
+
+    >>> model = keras_resnet.build(depth=20, num_classes=2, class_names=["cat", "dog"])
+    >>> keras_resnet.class_names(model)
+    ['cat', 'dog']
+    """
+    for layer in model.layers:
+        if isinstance(layer, layers.ClassLabels):
+            return list(layer.class_names)
+    return None
 
 
 def model_name(depth, family=None, width=1.0):

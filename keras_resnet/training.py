@@ -182,6 +182,7 @@ def train(cfg=None, output=None, overwrite=False, callbacks=()):
         num_classes=len(datasets.class_names),
         input_shape=datasets.image_shape,
         input_normalization=(datasets.mean, datasets.std),
+        class_names=datasets.class_names,
     )
     steps_per_epoch = max(1, datasets.train_size // cfg.batch_size)
     backend = keras.backend.backend()

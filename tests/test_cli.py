@@ -68,6 +68,60 @@ def test_saved_run_model_loads(finished_run):
     model = keras.saving.load_model(run_dir / "model.keras")
     assert model.output_shape == (None, 10)
     assert model.get_layer("input_normalize") is not None
+    assert keras_resnet.class_names(model) == CIFAR10_CLASSES
+
+
+# The class order of the shipped sample (CIFAR-10's label order).
+CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+def _sample_jpegs(folder, count):
+    # Original CIFAR-10 JPEG files from the shipped validation records.
+    import tensorflow as tf
+
+    from keras_resnet import data
+
+    features = {"image": tf.io.FixedLenFeature([], tf.string), "label": tf.io.FixedLenFeature([], tf.int64)}
+    records = tf.data.TFRecordDataset(str(data.SAMPLE_DIR / "cifar10_validation.tfrecord"))
+    paths = []
+    for index, record in enumerate(records.shuffle(1000, seed=3).take(count)):
+        example = tf.io.parse_single_example(record, features)
+        label = CIFAR10_CLASSES[int(example["label"])]
+        paths.append(folder / f"{index}_{label}.jpg")
+        paths[-1].write_bytes(example["image"].numpy())
+    return paths
+
+
+def test_export_then_predict_from_the_command_line(finished_run, tmp_path):
+    run_dir, _ = finished_run
+    model_path = run_dir / "model.keras"
+    images = _sample_jpegs(tmp_path, 3)
+
+    exported = run_cli("export", str(model_path), "--name", "cifar10", "--base-dir", str(tmp_path / "models"))
+    assert exported.returncode == 0, exported.stderr[-3000:]
+    assert exported.stdout.strip().splitlines()[-1] == str(tmp_path / "models" / "cifar10" / "1")
+
+    again = run_cli("export", str(model_path), "--name", "cifar10", "--base-dir", str(tmp_path / "models"), "--version", "1")
+    assert again.returncode == 2
+    last_line = again.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("keras-resnet: error: Version folder") and "cifar10/1' already exists" in last_line
+    assert "--version" in last_line and "--overwrite" in last_line
+    assert "Traceback" not in again.stderr
+
+    for source in (model_path, tmp_path / "models" / "cifar10"):
+        result = run_cli("predict", str(source), *map(str, images), "--json", "--top", "3")
+        assert result.returncode == 0, result.stderr[-3000:]
+        predictions = json.loads(result.stdout)
+        assert [p["image"] for p in predictions] == [str(path) for path in images]
+        for prediction in predictions:
+            assert len(prediction["top"]) == 3
+            assert {entry["class"] for entry in prediction["top"]} <= set(CIFAR10_CLASSES)
+            probabilities = [entry["probability"] for entry in prediction["top"]]
+            assert probabilities == sorted(probabilities, reverse=True)
+            assert 0 < sum(probabilities) <= 1 + 1e-6
+        if source == model_path:
+            from_keras = predictions
+    assert [p["top"][0]["class"] for p in predictions] == [p["top"][0]["class"] for p in from_keras]
 
 
 def test_rerun_refuses_to_overwrite(finished_run):

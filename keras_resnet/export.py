@@ -1,0 +1,327 @@
+"""Export a trained `.keras` model as a SavedModel for TF Serving, or as ONNX.
+
+`export_saved_model` writes `BASE/NAME/VERSION/`, the layout TF Serving
+watches: a model base path holding one folder per integer version. The
+SavedModel has the `serve` tag and three signatures, all with a dynamic batch
+dimension:
+
+| signature            | input                                        | for clients that send |
+|----------------------|----------------------------------------------|-----------------------|
+| `serving_default`    | `image_bytes`: string `(batch,)`             | encoded JPEG/PNG/GIF/BMP files (REST: `{"b64": ...}`) |
+| `predict_pixels`     | `images`: float32 `(batch, h, w, channels)`  | decoded pixel values in 0-255 |
+| `predict_pixels_uint8` | `images`: uint8 `(batch, h, w, channels)`  | decoded pixel values |
+
+Each returns `probabilities` (float32, batch x classes), `classes` (int64,
+the top-1 index) and `class_names` (string, the top-1 class name). Encoded
+images are decoded, resized to the model's input size and normalised inside
+the graph by the functions training uses (`data.decode_image`,
+`data.resize_image`, and the model's own "input_normalize" layer), so any
+image size is accepted. The class names come from the model's `ClassLabels`
+layer, which `keras-resnet train` adds.
+
+The serving graph is built with TensorFlow. A model trained under JAX or
+PyTorch is exported by loading its `.keras` file under the TensorFlow
+backend in a child process: the weights are the same on every backend, and
+Keras 3.15's own `model.export` fails under the PyTorch backend.
+"""
+
+import json
+import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import keras
+
+from keras_resnet import config
+from keras_resnet import saving
+
+logger = logging.getLogger(__name__)
+
+FORMATS = ("saved_model", "onnx")
+DEFAULT_BASE_DIR = "saved_models"
+# Written into the SavedModel's assets.extra folder, which TF Serving ignores.
+METADATA_FILE = "keras_resnet.json"
+# TF Serving takes the model name from its config and the version from a
+# folder name. These characters keep both valid in REST URLs.
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
+
+
+def export_saved_model(model_path, name, *, base_dir=DEFAULT_BASE_DIR, version=None, overwrite=False):
+    """Export a `.keras` model as a SavedModel laid out for TF Serving.
+
+    The SavedModel is written into a hidden staging folder beside the version
+    folders (TF Serving ignores names that are not integers) and renamed into
+    place when complete, so a half-written export is never taken for a
+    version.
+
+    Args:
+        model_path: str or path of a `.keras` file, such as the `model.keras`
+            of a training run.
+        name: str, the model name: letters, digits, ".", "_" and "-".
+        base_dir: str or path, TF Serving's model base path is
+            `base_dir/name`. Defaults to "saved_models".
+        version: int >= 1 or None for one more than the highest existing
+            version (1 for the first). Defaults to None.
+        overwrite: bool, replace an existing version folder. Defaults to
+            False.
+
+    Returns:
+        The `pathlib.Path` of the version folder.
+
+    Raises:
+        ValueError: for a bad name or version, or a model that cannot be
+            served (no fixed input size).
+        FileNotFoundError: if `model_path` does not exist.
+        FileExistsError: if the version exists and `overwrite` is False.
+        RuntimeError: if TensorFlow is missing or the export fails.
+
+    Example:
+
+    >>> path = keras_resnet.export_saved_model("runs/resnet20/model.keras", "cifar10")
+    >>> path
+    PosixPath('saved_models/cifar10/1')
+    """
+    model_path = _check_model_path(model_path)
+    _check_name(name)
+    if version is not None:
+        version = config.check_int("version", version, minimum=1)
+    _require_tensorflow(model_path)
+
+    model_dir = Path(base_dir) / name
+    model_dir.mkdir(parents=True, exist_ok=True)
+    if version is None:
+        version = next_version(model_dir)
+    target = model_dir / str(version)
+    if target.exists() and not overwrite:
+        raise FileExistsError(
+            f"Version folder '{target}' already exists; pass another `version`, leave `version` out to take "
+            f"the next free one ({next_version(model_dir)}), or pass `overwrite` to replace it."
+        )
+
+    staging = Path(tempfile.mkdtemp(prefix=f".export-{version}-", dir=model_dir))
+    try:
+        _under_tensorflow("saved_model", model_path, staging / "model")
+        _move_into_place(staging / "model", target, staging / "replaced" if overwrite else None)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    logger.info("Exported %s to %s", model_path, target)
+    return target
+
+
+def export_onnx(model_path, output=None, *, overwrite=False):
+    """Export a `.keras` model as an ONNX file.
+
+    The ONNX graph takes float32 pixel values in 0-255 at the model's input
+    size, `(batch, height, width, channels)` with a dynamic batch. It returns
+    the class probabilities and normalises inside. Keras's own
+    `model.export(format="onnx")` converts the model with tf2onnx, in a child
+    process under the TensorFlow backend where needed.
+
+    Args:
+        model_path: str or path of a `.keras` file.
+        output: str or path of the `.onnx` file. Defaults to the model path
+            with the suffix `.onnx`.
+        overwrite: bool, replace an existing file. Defaults to False.
+
+    Returns:
+        The `pathlib.Path` of the ONNX file.
+
+    Raises:
+        FileNotFoundError: if `model_path` does not exist.
+        FileExistsError: if `output` exists and `overwrite` is False.
+        RuntimeError: if TensorFlow or tf2onnx is missing, or the export fails.
+    """
+    model_path = _check_model_path(model_path)
+    output = Path(output) if output is not None else model_path.with_suffix(".onnx")
+    if output.suffix != ".onnx":
+        raise ValueError(f"The ONNX file name must end in .onnx; received '{output}'.")
+    if output.exists() and not overwrite:
+        raise FileExistsError(f"'{output}' already exists; choose another `output` or pass `overwrite` to replace it.")
+    _require_tensorflow(model_path)
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with saving.atomic_path(output) as partial:
+        _under_tensorflow("onnx", model_path, partial)
+    logger.info("Exported %s to %s", model_path, output)
+    return output
+
+
+def next_version(model_dir):
+    """Return one more than the highest integer version folder in `model_dir`."""
+    model_dir = Path(model_dir)
+    versions = [int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()] if model_dir.is_dir() else []
+    return max(versions, default=0) + 1
+
+
+def serving_info(model):
+    """Return what serving needs to know about a model, as a dict.
+
+    Keys: "height", "width", "channels" (the input size), "class_names" (the
+    stored names, or the output indices as strings when the model has none)
+    and "softmax" (whether the model already outputs probabilities).
+
+    Raises:
+        ValueError: if the model has no fixed input size or no classifier.
+    """
+    from keras_resnet import models
+
+    _, height, width, channels = model.input_shape
+    if height is None or width is None:
+        raise ValueError(
+            f"Serving needs a fixed input size, but {model.name!r} takes {model.input_shape}; rebuild it with "
+            "`input_shape=(height, width, channels)`."
+        )
+    if len(model.output_shape) != 2:
+        raise ValueError(
+            f"Serving needs a classifier output of shape (batch, classes); {model.name!r} returns "
+            f"{model.output_shape}. Build it with `include_top=True`."
+        )
+    names = models.class_names(model)
+    if names is None:
+        names = [str(index) for index in range(model.output_shape[-1])]
+        logger.warning("%s stores no class names; class_names will be the output indices.", model.name)
+    dense = model.get_layer("head_dense") if "head_dense" in {layer.name for layer in model.layers} else None
+    softmax = dense is not None and keras.activations.serialize(dense.activation) == "softmax"
+    return {"height": height, "width": width, "channels": channels, "class_names": names, "softmax": softmax}
+
+
+def _check_model_path(model_path):
+    model_path = Path(model_path)
+    if model_path.suffix != ".keras":
+        raise ValueError(f"The model must be a .keras file; received '{model_path}'.")
+    if not model_path.is_file():
+        raise FileNotFoundError(f"Model file not found: '{model_path}'.")
+    return model_path
+
+
+def _check_name(name):
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ValueError(
+            f"The model name must start with a letter or digit and contain only letters, digits, '.', '_' and "
+            f"'-'; received {name!r}."
+        )
+
+
+def _require_tensorflow(model_path):
+    import importlib.util
+
+    if importlib.util.find_spec("tensorflow") is None:
+        raise RuntimeError(
+            f"Export needs TensorFlow, which is not installed; install it with `pip install tensorflow` and "
+            f"export again. '{model_path}' is unchanged and loads under any Keras backend."
+        )
+
+
+def _move_into_place(source, target, replaced):
+    if replaced is not None and target.exists():
+        os.rename(target, replaced)
+    try:
+        os.rename(source, target)
+    except OSError as error:
+        if replaced is not None and replaced.exists():
+            os.rename(replaced, target)
+        # rename() refuses a non-empty folder, so a version that another
+        # export created in the meantime is never replaced.
+        raise FileExistsError(f"Version folder '{target}' appeared during the export; nothing was replaced.") from error
+
+
+def _under_tensorflow(kind, model_path, output):
+    if keras.backend.backend() == "tensorflow":
+        _WRITERS[kind](model_path, output)
+        return
+
+    # Keras picks its backend once per process, so the export runs in a
+    # child process that starts with the TensorFlow backend.
+    command = [sys.executable, "-m", "keras_resnet.export", kind, str(model_path), str(output)]
+    environment = dict(os.environ, KERAS_BACKEND="tensorflow")
+    logger.info("Exporting under the TensorFlow backend in a child process")
+    result = subprocess.run(command, env=environment, capture_output=True, text=True)
+    if result.returncode != 0:
+        detail = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else f"exit status {result.returncode}"
+        raise RuntimeError(f"The export under the TensorFlow backend failed: {detail}")
+
+
+def _write_saved_model(model_path, directory):
+    import tensorflow as tf
+
+    from keras_resnet import data
+
+    model = saving.load_model(model_path)
+    info = serving_info(model)
+    height, width, channels = info["height"], info["width"], info["channels"]
+    names = tf.constant(info["class_names"])
+
+    def predict(pixels):
+        probabilities = tf.cast(model(pixels, training=False), tf.float32)
+        if not info["softmax"]:
+            probabilities = tf.nn.softmax(probabilities, axis=-1)
+        classes = tf.argmax(probabilities, axis=-1)
+        return {"probabilities": probabilities, "classes": classes, "class_names": tf.gather(names, classes)}
+
+    def serve_encoded(image_bytes):
+        def one(encoded):
+            image = data.resize_image(data.decode_image(encoded, channels), height, width)
+            return tf.cast(image, tf.float32)
+
+        pixel_spec = tf.TensorSpec((height, width, channels), tf.float32)
+        return predict(tf.map_fn(one, image_bytes, fn_output_signature=pixel_spec))
+
+    def serve_pixels(images):
+        return predict(tf.cast(data.resize_image(images, height, width), tf.float32))
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(
+        "serving_default", serve_encoded, input_signature=[tf.TensorSpec((None,), tf.string, name="image_bytes")]
+    )
+    for signature, dtype in (("predict_pixels", tf.float32), ("predict_pixels_uint8", tf.uint8)):
+        spec = tf.TensorSpec((None, None, None, channels), dtype, name="images")
+        archive.add_endpoint(signature, serve_pixels, input_signature=[spec])
+    archive.write_out(str(directory), verbose=False)
+
+    # TF Serving reads only the SavedModel; `keras-resnet predict` also
+    # reads the full list of class names, for its top-k table, from here.
+    extra = Path(directory) / "assets.extra"
+    extra.mkdir(exist_ok=True)
+    metadata = {key: info[key] for key in ("height", "width", "channels", "class_names")}
+    (extra / METADATA_FILE).write_text(json.dumps(dict(metadata, source=str(model_path)), indent=2) + "\n")
+
+
+def _write_onnx(model_path, output):
+    import importlib.util
+
+    missing = [package for package in ("tf2onnx", "onnx") if importlib.util.find_spec(package) is None]
+    if missing:
+        raise RuntimeError(
+            f"ONNX export needs {' and '.join(missing)}; install them with `pip install keras3-resnet[onnx]`."
+        )
+    model = saving.load_model(model_path)
+    info = serving_info(model)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Normalization) and layer.mean is not None:
+            # tf2onnx turns tensors captured from outside the traced function
+            # into extra graph inputs, so the ONNX file would ask its caller
+            # for the mean and variance. NumPy arrays are traced as constants.
+            layer.mean = keras.ops.convert_to_numpy(layer.mean)
+            layer.variance = keras.ops.convert_to_numpy(layer.variance)
+    spec = keras.InputSpec(shape=(None, info["height"], info["width"], info["channels"]), dtype="float32")
+    model.export(str(output), format="onnx", input_signature=[spec], verbose=False)
+
+
+_WRITERS = {"saved_model": _write_saved_model, "onnx": _write_onnx}
+
+
+if __name__ == "__main__":
+    # The child process of `_under_tensorflow`.
+    logging.basicConfig(level=logging.WARNING)
+    _kind, _model_path, _output = sys.argv[1:4]
+    try:
+        _WRITERS[_kind](Path(_model_path), Path(_output))
+    except Exception as error:  # noqa: BLE001 - reported to the parent in one line
+        sys.stderr.write(f"{type(error).__name__}: {error}".replace("\n", " ") + "\n")
+        sys.exit(1)
