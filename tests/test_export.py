@@ -192,7 +192,7 @@ def test_saved_model_cli_lists_signatures(exported):
     result = subprocess.run([cli, "show", "--all", "--dir", str(exported)], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     listing = result.stdout
-    assert "MetaGraphDef with tag-set: 'serve'" in shown
+    assert "MetaGraphDef with tag-set: 'serve'" in listing
     for text in (
         "signature_def['serving_default']",
         "inputs['image_bytes']",
