@@ -385,3 +385,23 @@ def test_tf_serving_rest_predict(trained_model, exported, tmp_path):
     expected = model.predict(_preprocess(encoded), verbose=0)
     np.testing.assert_allclose([p["probabilities"] for p in predictions], expected, atol=1e-4)
     assert [p["class_names"] for p in predictions] == [CLASS_NAMES[i] for i in expected.argmax(-1)]
+
+
+def test_fold_batch_norm_keeps_outputs():
+    model = keras_resnet.build(depth=8, family="cifar", width=0.5, num_classes=3, class_names=CLASS_NAMES)
+    rng = np.random.default_rng(4)
+    batch_norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    for layer in batch_norms:
+        gamma, beta, mean, variance = layer.get_weights()
+        layer.set_weights([
+            rng.uniform(0.5, 1.5, gamma.shape), rng.normal(0, 0.2, beta.shape),
+            rng.normal(0, 0.2, mean.shape), rng.uniform(0.5, 2.0, variance.shape),
+        ])
+
+    folded = export.fold_batch_norm(model)
+
+    assert not [layer for layer in folded.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert len(folded.layers) == len(model.layers)
+    assert keras_resnet.class_names(folded) == CLASS_NAMES
+    x = rng.uniform(-2, 2, (4, SIZE, SIZE, 3)).astype("float32")
+    np.testing.assert_allclose(folded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5)
