@@ -27,9 +27,9 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("Interrupted; rerun the same command to resume from the last finished epoch.", file=sys.stderr)
         return 130
-    except (ValueError, TypeError, FileNotFoundError, FileExistsError, RuntimeError, FloatingPointError) as error:
-        # Bad input, an unavailable data set, a finished run in the way, or a
-        # NaN loss: one line, no traceback.
+    except (ValueError, TypeError, OSError, RuntimeError, FloatingPointError) as error:
+        # Bad input, a file system error (missing, in the way, not writable),
+        # an unavailable data set, or a NaN loss: one line, no traceback.
         print(f"keras-resnet: error: {_option_names(str(error))}", file=sys.stderr)
         return 2
 
@@ -130,7 +130,7 @@ def _parser():
         "--format", choices=FORMATS, default="saved_model", help="saved_model (default) or onnx"
     )
     export.add_argument(
-        "--base-dir", default="saved_models", help="TF Serving base folder of the models (default: saved_models)"
+        "--base-dir", default=None, help="TF Serving base folder of the models (default: saved_models)"
     )
     export.add_argument(
         "--version", type=int, default=None, help="version number (default: one more than the highest there)"
@@ -224,12 +224,19 @@ def _export(args):
     from keras_resnet import export
 
     if args.format == "onnx":
+        ignored = [option for option, value in (("--name", args.name), ("--base-dir", args.base_dir),
+                                                ("--version", args.version)) if value is not None]
+        if ignored:
+            raise ValueError(f"{', '.join(ignored)} apply to SavedModel exports only; with --format onnx use --output.")
         print(export.export_onnx(args.model, args.output, overwrite=args.overwrite))
         return 0
+    if args.output is not None:
+        raise ValueError("--output applies to --format onnx only; a SavedModel goes to --base-dir/--name/VERSION.")
     if args.name is None:
         raise ValueError("A SavedModel export needs --name, the model name TF Serving will serve it under.")
+    base_dir = args.base_dir if args.base_dir is not None else export.DEFAULT_BASE_DIR
     print(export.export_saved_model(
-        args.model, args.name, base_dir=args.base_dir, version=args.version, overwrite=args.overwrite
+        args.model, args.name, base_dir=base_dir, version=args.version, overwrite=args.overwrite
     ))
     return 0
 

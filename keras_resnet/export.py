@@ -35,6 +35,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 
 import keras
@@ -50,7 +51,11 @@ DEFAULT_BASE_DIR = "saved_models"
 METADATA_FILE = "keras_resnet.json"
 # TF Serving takes the model name from its config and the version from a
 # folder name. These characters keep both valid in REST URLs.
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}\Z")
+# TF Serving parses version folder names as signed 64-bit integers.
+MAX_VERSION = 2**63 - 1
+# Tries to claim the next free version when other exports take it first.
+_CLAIM_ATTEMPTS = 20
 
 
 def export_saved_model(model_path, name, *, base_dir=DEFAULT_BASE_DIR, version=None, overwrite=False):
@@ -92,25 +97,27 @@ def export_saved_model(model_path, name, *, base_dir=DEFAULT_BASE_DIR, version=N
     _check_name(name)
     if version is not None:
         version = config.check_int("version", version, minimum=1)
+        if version > MAX_VERSION:
+            raise ValueError(f"`version` must be at most {MAX_VERSION}, TF Serving's limit; received {version}.")
     _require_tensorflow(model_path)
 
     model_dir = Path(base_dir) / name
-    model_dir.mkdir(parents=True, exist_ok=True)
-    if version is None:
-        version = next_version(model_dir)
-    target = model_dir / str(version)
-    if target.exists() and not overwrite:
-        raise FileExistsError(
-            f"Version folder '{target}' already exists; pass another `version`, leave `version` out to take "
-            f"the next free one ({next_version(model_dir)}), or pass `overwrite` to replace it."
-        )
-
-    staging = Path(tempfile.mkdtemp(prefix=f".export-{version}-", dir=model_dir))
+    target = model_dir / str(version) if version is not None else None
+    if target is not None and target.exists() and not overwrite:
+        raise FileExistsError(_exists_message(target, model_dir))
+    created = _make_folders(model_dir)
+    _remove_abandoned_staging(model_dir)
+    staging = Path(tempfile.mkdtemp(prefix=f".export-{os.getpid()}-", dir=model_dir))
     try:
         _under_tensorflow("saved_model", model_path, staging / "model")
-        _move_into_place(staging / "model", target, staging / "replaced" if overwrite else None)
-    finally:
+        target = _claim_version(staging, model_dir, version, overwrite)
+    except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
+        for folder in reversed(created):
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+        raise
+    shutil.rmtree(staging, ignore_errors=True)
     logger.info("Exported %s to %s", model_path, target)
     return target
 
@@ -118,9 +125,10 @@ def export_saved_model(model_path, name, *, base_dir=DEFAULT_BASE_DIR, version=N
 def export_onnx(model_path, output=None, *, overwrite=False):
     """Export a `.keras` model as an ONNX file.
 
-    The ONNX graph takes float32 pixel values in 0-255 at the model's input
-    size, `(batch, height, width, channels)` with a dynamic batch. It returns
-    the class probabilities and normalises inside. Keras's own
+    The ONNX graph has one input, "images": float32 pixel values in 0-255 at
+    the model's input size, `(batch, height, width, channels)` with a dynamic
+    batch. It normalises inside and has one output, "probabilities" (softmax
+    is added for a model that outputs logits). Keras's own
     `model.export(format="onnx")` converts the model with tf2onnx, in a child
     process under the TensorFlow backend where needed.
 
@@ -142,6 +150,8 @@ def export_onnx(model_path, output=None, *, overwrite=False):
     output = Path(output) if output is not None else model_path.with_suffix(".onnx")
     if output.suffix != ".onnx":
         raise ValueError(f"The ONNX file name must end in .onnx; received '{output}'.")
+    if output.is_dir():
+        raise ValueError(f"'{output}' is a folder; `output` must be an .onnx file path.")
     if output.exists() and not overwrite:
         raise FileExistsError(f"'{output}' already exists; choose another `output` or pass `overwrite` to replace it.")
     _require_tensorflow(model_path)
@@ -156,8 +166,10 @@ def export_onnx(model_path, output=None, *, overwrite=False):
 def next_version(model_dir):
     """Return one more than the highest integer version folder in `model_dir`."""
     model_dir = Path(model_dir)
-    versions = [int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()] if model_dir.is_dir() else []
-    return max(versions, default=0) + 1
+    if not model_dir.is_dir():
+        return 1
+    versions = [int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()]
+    return max((v for v in versions if v < MAX_VERSION), default=0) + 1
 
 
 def serving_info(model):
@@ -178,18 +190,33 @@ def serving_info(model):
             f"Serving needs a fixed input size, but {model.name!r} takes {model.input_shape}; rebuild it with "
             "`input_shape=(height, width, channels)`."
         )
-    if len(model.output_shape) != 2:
+    activation = _classifier_activation(model)
+    if len(model.output_shape) != 2 or activation not in ("softmax", "linear"):
         raise ValueError(
-            f"Serving needs a classifier output of shape (batch, classes); {model.name!r} returns "
-            f"{model.output_shape}. Build it with `include_top=True`."
+            f"Serving needs a classifier that outputs (batch, classes) probabilities (softmax) or logits "
+            f"(no activation); {model.name!r} ends in {model.layers[-1].name!r} with output "
+            f"{model.output_shape} and activation {activation!r}. Build it with `include_top=True`."
         )
     names = models.class_names(model)
     if names is None:
         names = [str(index) for index in range(model.output_shape[-1])]
         logger.warning("%s stores no class names; class_names will be the output indices.", model.name)
-    dense = model.get_layer("head_dense") if "head_dense" in {layer.name for layer in model.layers} else None
-    softmax = dense is not None and keras.activations.serialize(dense.activation) == "softmax"
+    softmax = activation == "softmax"
     return {"height": height, "width": width, "channels": channels, "class_names": names, "softmax": softmax}
+
+
+def _classifier_activation(model):
+    # The layer that computes the output, looking through ClassLabels.
+    from keras_resnet import layers
+
+    layer = model.layers[-1]
+    if isinstance(layer, layers.ClassLabels):
+        layer = layer._inbound_nodes[0].parent_nodes[0].operation
+    if isinstance(layer, keras.layers.Softmax):
+        return "softmax"
+    if isinstance(layer, (keras.layers.Dense, keras.layers.Activation)):
+        return keras.activations.serialize(layer.activation)
+    return None
 
 
 def fold_batch_norm(model):
@@ -216,7 +243,7 @@ def fold_batch_norm(model):
         if not isinstance(layer, keras.layers.BatchNormalization) or len(layer._inbound_nodes) != 1:
             continue
         parents = [node.operation for node in layer._inbound_nodes[0].parent_nodes]
-        if len(parents) == 1 and type(parents[0]) is keras.layers.Conv2D and len(parents[0]._outbound_nodes) == 1:
+        if len(parents) == 1 and _foldable(parents[0], layer):
             folds[parents[0].name] = layer
 
     def clone(layer):
@@ -243,6 +270,18 @@ def fold_batch_norm(model):
     return folded
 
 
+def _foldable(conv, batch_norm):
+    # Only a linear, channels_last convolution that feeds nothing but the
+    # BatchNorm, which normalises its channel axis, can absorb it.
+    return (
+        type(conv) is keras.layers.Conv2D
+        and len(conv._outbound_nodes) == 1
+        and conv.data_format == "channels_last"
+        and keras.activations.serialize(conv.activation) == "linear"
+        and batch_norm.axis in (-1, 3)
+    )
+
+
 class _FoldedBatchNorm(keras.layers.Layer):
     # An identity that accepts BatchNormalization's call arguments, which the
     # cloned graph passes on.
@@ -257,6 +296,8 @@ def _check_model_path(model_path):
     model_path = Path(model_path)
     if model_path.suffix != ".keras":
         raise ValueError(f"The model must be a .keras file; received '{model_path}'.")
+    if model_path.is_dir():
+        raise ValueError(f"'{model_path}' is a folder; give the path of a .keras file.")
     if not model_path.is_file():
         raise FileNotFoundError(f"Model file not found: '{model_path}'.")
     return model_path
@@ -266,7 +307,7 @@ def _check_name(name):
     if not isinstance(name, str) or not _NAME.match(name):
         raise ValueError(
             f"The model name must start with a letter or digit and contain only letters, digits, '.', '_' and "
-            f"'-'; received {name!r}."
+            f"'-', at most 100 characters; received {name!r}."
         )
 
 
@@ -278,6 +319,58 @@ def _require_tensorflow(model_path):
             f"Export needs TensorFlow, which is not installed; install it with `pip install tensorflow` and "
             f"export again. '{model_path}' is unchanged and loads under any Keras backend."
         )
+
+
+def _exists_message(target, model_dir):
+    return (
+        f"Version folder '{target}' already exists; pass another `version`, leave `version` out to take "
+        f"the next free one ({next_version(model_dir)}), or pass `overwrite` to replace it."
+    )
+
+
+def _make_folders(model_dir):
+    # Returns the folders this call created, outermost first, so that a
+    # failed export can remove them again.
+    missing = [folder for folder in (model_dir.parent, model_dir) if not folder.exists()]
+    for folder in (model_dir.parent, model_dir):
+        if folder.exists() and not folder.is_dir():
+            raise ValueError(f"'{folder}' is a file; the model base path must be a folder or not exist yet.")
+    model_dir.mkdir(parents=True, exist_ok=True)
+    return missing
+
+
+def _remove_abandoned_staging(model_dir):
+    # Staging folders are named after the exporting process; one whose
+    # process has ended was left by a killed export.
+    for folder in model_dir.glob(".export-*-*"):
+        pid = folder.name.split("-")[1]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            logger.info("Removing %s, left by an export that did not finish", folder)
+            shutil.rmtree(folder, ignore_errors=True)
+        except PermissionError:
+            pass
+
+
+def _claim_version(staging, model_dir, version, overwrite):
+    if version is not None:
+        target = model_dir / str(version)
+        _move_into_place(staging / "model", target, staging / "replaced" if overwrite and target.exists() else None)
+        return target
+
+    # Another export may take the next number between the check and the
+    # rename, so a refused rename moves on to the number after it.
+    for _ in range(_CLAIM_ATTEMPTS):
+        target = model_dir / str(next_version(model_dir))
+        try:
+            _move_into_place(staging / "model", target, None)
+            return target
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"Could not claim a free version folder in '{model_dir}' after {_CLAIM_ATTEMPTS} tries.")
 
 
 def _move_into_place(source, target, replaced):
@@ -335,7 +428,10 @@ def _write_saved_model(model_path, directory):
         return predict(tf.map_fn(one, image_bytes, fn_output_signature=pixel_spec))
 
     def serve_pixels(images):
-        return predict(tf.cast(data.resize_image(images, height, width), tf.float32))
+        # Training pixels are always in 0-255; clipping here keeps out-of-range
+        # inputs consistent whether or not they need resizing.
+        pixels = tf.clip_by_value(tf.cast(images, tf.float32), 0.0, 255.0)
+        return predict(data.resize_image(pixels, height, width))
 
     archive = keras.export.ExportArchive()
     archive.track(model)
@@ -372,11 +468,31 @@ def _write_onnx(model_path, output):
             # for the mean and variance. NumPy arrays are traced as constants.
             layer.mean = keras.ops.convert_to_numpy(layer.mean)
             layer.variance = keras.ops.convert_to_numpy(layer.variance)
-    spec = keras.InputSpec(shape=(None, info["height"], info["width"], info["channels"]), dtype="float32")
-    model.export(str(output), format="onnx", input_signature=[spec], verbose=False)
+    if not info["softmax"]:
+        model = keras.Model(model.inputs, keras.layers.Softmax(name="probabilities")(model.outputs[0]))
+
+    import onnx
+    import tensorflow as tf
+
+    spec = tf.TensorSpec((None, info["height"], info["width"], info["channels"]), tf.float32, name=ONNX_INPUT)
+    with warnings.catch_warnings():
+        # tf2onnx still looks up np.object, which NumPy 2 warns about.
+        warnings.simplefilter("ignore", FutureWarning)
+        model.export(str(output), format="onnx", input_signature=[spec], verbose=False)
+
+    # tf2onnx names the output after a graph tensor ("Identity:0"); give
+    # clients the name that the SavedModel uses.
+    graph = onnx.load(str(output))
+    (old_name,) = [value.name for value in graph.graph.output]
+    for node in graph.graph.node:
+        node.output[:] = [ONNX_OUTPUT if name == old_name else name for name in node.output]
+    graph.graph.output[0].name = ONNX_OUTPUT
+    onnx.save(graph, str(output))
 
 
 _WRITERS = {"saved_model": _write_saved_model, "onnx": _write_onnx}
+ONNX_INPUT = "images"
+ONNX_OUTPUT = "probabilities"
 
 
 if __name__ == "__main__":

@@ -41,12 +41,16 @@ def predict_images(model_path, image_paths, top=5):
     if not image_paths:
         raise ValueError("Give at least one image file to classify.")
     for path in image_paths:
+        if path.exists() and not path.is_file():
+            raise ValueError(f"'{path}' is not a regular file; give image files.")
         if not path.is_file():
             raise FileNotFoundError(f"Image file not found: '{path}'.")
     bad = data.find_unreadable_images([str(p) for p in image_paths])
     if bad:
         listing = "; ".join(f"{path} ({reason})" for path, reason in bad.items())
-        raise ValueError(f"{len(bad)} file(s) cannot be decoded as images: {listing}.")
+        raise ValueError(
+            f"{len(bad)} file(s) cannot be decoded as JPEG, PNG, GIF, BMP or WebP images: {listing}."
+        )
 
     classify, class_names = _classifier(Path(model_path))
     probabilities = np.concatenate(
@@ -116,8 +120,17 @@ def _saved_model_classifier(folder):
     metadata_path = folder / "assets.extra" / export.METADATA_FILE
     if not metadata_path.is_file():
         raise ValueError(f"'{folder}' was not exported by keras_resnet: it has no assets.extra/{export.METADATA_FILE}.")
-    class_names = json.loads(metadata_path.read_text())["class_names"]
-    serve = tf.saved_model.load(str(folder)).signatures["serving_default"]
+    try:
+        class_names = json.loads(metadata_path.read_text())["class_names"]
+    except (ValueError, KeyError, TypeError) as error:
+        raise ValueError(
+            f"'{metadata_path}' is damaged: expected JSON with a \"class_names\" list; export the model again."
+        ) from error
+    try:
+        serve = tf.saved_model.load(str(folder)).signatures["serving_default"]
+    except (OSError, ValueError, KeyError, tf.errors.OpError) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(f"'{folder}' is not a readable keras_resnet SavedModel ({reason}); export it again.") from error
 
     def classify(encoded_images):
         return serve(image_bytes=tf.constant(encoded_images))["probabilities"].numpy()

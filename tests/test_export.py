@@ -212,10 +212,11 @@ def test_onnx_matches_predict(trained_model, tmp_path):
     session = onnxruntime.InferenceSession(str(output), providers=["CPUExecutionProvider"])
 
     pixels = _preprocess(_images())
-    (input_meta,) = session.get_inputs()
-    (probabilities,) = session.run(None, {input_meta.name: pixels})
+    assert [i.name for i in session.get_inputs()] == ["images"]
+    assert [o.name for o in session.get_outputs()] == ["probabilities"]
+    (probabilities,) = session.run(None, {"images": pixels})
     np.testing.assert_allclose(probabilities, model.predict(pixels, verbose=0), atol=1e-4)
-    (single,) = session.run(None, {input_meta.name: pixels[:1]})
+    (single,) = session.run(None, {"images": pixels[:1]})
     assert single.shape == (1, len(CLASS_NAMES))
     with pytest.raises(FileExistsError, match="model.onnx"):
         export.export_onnx(path, output)
@@ -285,7 +286,44 @@ def test_failed_export_leaves_no_version(monkeypatch, tmp_path):
     monkeypatch.setattr(export, "_under_tensorflow", half_written)
     with pytest.raises(RuntimeError, match="disk full"):
         export.export_saved_model(model_path, "flowers", base_dir=tmp_path / "models")
-    assert list((tmp_path / "models" / "flowers").iterdir()) == []
+    # The folders this export created are removed again; TF Serving would
+    # otherwise watch a model with no versions.
+    assert not (tmp_path / "models").exists()
+
+    (tmp_path / "kept" / "flowers").mkdir(parents=True)
+    with pytest.raises(RuntimeError, match="disk full"):
+        export.export_saved_model(model_path, "flowers", base_dir=tmp_path / "kept")
+    assert list((tmp_path / "kept" / "flowers").iterdir()) == []
+
+
+def test_abandoned_staging_is_removed(fake_writer, tmp_path):
+    model_path, _ = fake_writer
+    model_dir = tmp_path / "models" / "flowers"
+    # A process number above the kernel's limit cannot be running.
+    abandoned = model_dir / ".export-99999999-abc" / "model"
+    abandoned.mkdir(parents=True)
+    other = model_dir / ".export-notes"
+    other.mkdir()
+
+    export.export_saved_model(model_path, "flowers", base_dir=tmp_path / "models")
+    assert sorted(p.name for p in model_dir.iterdir()) == [".export-notes", "1"]
+
+
+def test_concurrent_export_takes_the_next_version(monkeypatch, tmp_path):
+    model_path = tmp_path / "model.keras"
+    model_path.write_bytes(b"stand-in")
+    model_dir = tmp_path / "models" / "flowers"
+
+    def write_while_another_export_lands(kind, model_path, output):
+        output.mkdir()
+        (output / "saved_model.pb").write_text("ours")
+        (model_dir / "1").mkdir()
+        (model_dir / "1" / "saved_model.pb").write_text("theirs")
+
+    monkeypatch.setattr(export, "_under_tensorflow", write_while_another_export_lands)
+    assert export.export_saved_model(model_path, "flowers", base_dir=tmp_path / "models") == model_dir / "2"
+    assert (model_dir / "1" / "saved_model.pb").read_text() == "theirs"
+    assert (model_dir / "2" / "saved_model.pb").read_text() == "ours"
 
 
 @pytest.mark.parametrize(
@@ -295,6 +333,8 @@ def test_failed_export_leaves_no_version(monkeypatch, tmp_path):
         ({"name": "../up"}, "'../up'"),
         ({"name": "ok", "version": 0}, "0"),
         ({"name": "ok", "version": "2"}, "'2'"),
+        ({"name": "ok", "version": 2**63}, str(2**63)),
+        ({"name": "x" * 101}, "at most 100 characters"),
     ],
 )
 def test_bad_names_and_versions(fake_writer, tmp_path, arguments, expected):
@@ -302,6 +342,26 @@ def test_bad_names_and_versions(fake_writer, tmp_path, arguments, expected):
     with pytest.raises((ValueError, TypeError), match=expected):
         export.export_saved_model(model_path, base_dir=tmp_path / "models", **arguments)
     assert not calls
+
+
+def test_version_beyond_tf_serving_limit_is_skipped(fake_writer, tmp_path):
+    model_path, _ = fake_writer
+    (tmp_path / "models" / "flowers" / str(2**63)).mkdir(parents=True)
+    (tmp_path / "models" / "flowers" / "4").mkdir()
+    assert export.next_version(tmp_path / "models" / "flowers") == 5
+
+
+def test_base_dir_that_is_a_file(fake_writer, tmp_path):
+    model_path, calls = fake_writer
+    (tmp_path / "afile").write_text("mine")
+    with pytest.raises(ValueError, match="afile' is a file"):
+        export.export_saved_model(model_path, "flowers", base_dir=tmp_path / "afile")
+    with pytest.raises(ValueError, match="flowers' is a file"):
+        (tmp_path / "models").mkdir()
+        (tmp_path / "models" / "flowers").write_text("mine")
+        export.export_saved_model(model_path, "flowers", base_dir=tmp_path / "models")
+    assert not calls
+    assert (tmp_path / "afile").read_text() == "mine"
 
 
 def test_bad_model_paths(tmp_path):
@@ -324,6 +384,41 @@ def test_missing_tensorflow_keeps_model(fake_writer, monkeypatch, tmp_path):
         export.export_saved_model(model_path, "ok", base_dir=tmp_path / "models")
     assert not calls
     assert model_path.read_bytes() == b"stand-in"
+
+
+def _stock_classifier(activation):
+    inputs = keras.Input((SIZE, SIZE, 3))
+    x = keras.layers.Conv2D(4, 3, activation="relu")(inputs)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(3, activation=activation, name="scores")(x))
+
+
+@pytest.mark.parametrize("activation, softmax", [("softmax", True), (None, False)])
+def test_serving_reads_the_classifier_activation(activation, softmax):
+    assert export.serving_info(_stock_classifier(activation))["softmax"] is softmax
+
+
+@pytest.mark.parametrize(
+    "make, expected",
+    [
+        (lambda: _stock_classifier("sigmoid"), "activation 'sigmoid'"),
+        (lambda: keras_resnet.build(depth=8, family="cifar", width=0.25, include_top=False, pooling="avg"), "head_pool"),
+    ],
+)
+def test_non_classifiers_cannot_be_served(make, expected):
+    with pytest.raises(ValueError, match=expected):
+        export.serving_info(make())
+
+
+def test_fold_skips_convolution_with_activation():
+    model = _stock_classifier("softmax")
+    batch_norm = next(layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization))
+    batch_norm.set_weights([w + 0.3 for w in batch_norm.get_weights()])
+    folded = export.fold_batch_norm(model)
+    assert any(isinstance(layer, keras.layers.BatchNormalization) for layer in folded.layers)
+    x = np.random.default_rng(5).uniform(0, 255, (2, SIZE, SIZE, 3)).astype("float32")
+    np.testing.assert_allclose(folded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
 
 
 def test_model_without_fixed_size_cannot_be_served():
@@ -405,3 +500,35 @@ def test_fold_batch_norm_keeps_outputs():
     assert keras_resnet.class_names(folded) == CLASS_NAMES
     x = rng.uniform(-2, 2, (4, SIZE, SIZE, 3)).astype("float32")
     np.testing.assert_allclose(folded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="backend-independent; runs under tensorflow")
+def test_onnx_of_logits_model_outputs_probabilities(tmp_path):
+    onnxruntime = pytest.importorskip("onnxruntime", reason="install keras3-resnet[onnx] for the ONNX export")
+    model = _stock_classifier(None)
+    model.save(tmp_path / "logits.keras")
+    session = onnxruntime.InferenceSession(str(export.export_onnx(tmp_path / "logits.keras")))
+    x = np.random.default_rng(6).uniform(0, 255, (2, SIZE, SIZE, 3)).astype("float32")
+    (probabilities,) = session.run(None, {"images": x})
+    expected = keras.ops.convert_to_numpy(keras.ops.softmax(model.predict(x, verbose=0)))
+    np.testing.assert_allclose(probabilities, expected, atol=1e-5)
+
+
+# In-process: under another backend the export command would restart this
+# process with the TensorFlow backend.
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="the export command runs under tensorflow")
+@pytest.mark.parametrize(
+    "options, expected",
+    [
+        (["--format", "onnx", "--name", "x"], "--name apply to SavedModel exports only"),
+        (["--name", "x", "--output", "m.onnx"], "--output applies to --format onnx only"),
+        ([], "needs --name"),
+    ],
+)
+def test_export_command_rejects_options_that_do_not_apply(fake_writer, capsys, options, expected):
+    from keras_resnet import cli
+
+    model_path, calls = fake_writer
+    assert cli.main(["export", str(model_path), *options]) == 2
+    assert expected in capsys.readouterr().err
+    assert not calls
