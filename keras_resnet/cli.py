@@ -287,21 +287,28 @@ def _train(args):
         depth=args.depth,
         family=args.family,
         width=args.width,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        data=args.data,
-        image_size=args.image_size,
-        channels=args.channels,
-        validation_split=args.validation_split,
         learning_rate=args.learning_rate,
         weight_decay=args.weight_decay,
-        warmup_epochs=args.warmup_epochs,
-        seed=args.seed,
-        skip_bad_images=args.skip_bad_images,
+        **_shared_settings(args),
     )
     metrics = training.train(cfg, output=args.output, overwrite=args.overwrite)
     _print_summary(metrics)
     return 0
+
+
+def _shared_settings(args):
+    """Return the `TrainConfig` settings that train and tune both take from options."""
+    return {
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "data": args.data,
+        "image_size": args.image_size,
+        "channels": args.channels,
+        "validation_split": args.validation_split,
+        "warmup_epochs": args.warmup_epochs,
+        "seed": args.seed,
+        "skip_bad_images": args.skip_bad_images,
+    }
 
 
 def _tune(args):
@@ -324,17 +331,7 @@ def _tune(args):
         max_trials=args.max_trials,
         family=args.family,
         **{name: value for name, value in search_space.items() if value is not None},
-        train=training.TrainConfig(
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            data=args.data,
-            image_size=args.image_size,
-            channels=args.channels,
-            validation_split=args.validation_split,
-            warmup_epochs=args.warmup_epochs,
-            seed=args.seed,
-            skip_bad_images=args.skip_bad_images,
-        ),
+        train=training.TrainConfig(**_shared_settings(args)),
         budget=budget.Budget(
             max_params=args.max_params,
             max_flops=args.max_flops,

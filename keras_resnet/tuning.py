@@ -10,7 +10,8 @@ Bayesian optimisation) over the hyperparameters of `ResNetHyperModel`:
 | "learning_rate" | Float  | `LEARNING_RATE_RANGE`, log sampling      | 0.1     |
 | "weight_decay"  | Float  | `WEIGHT_DECAY_RANGE`, log sampling       | 5e-3    |
 
-A default that the given values exclude becomes the first value. Each trial
+A default outside the given values becomes the first of them, and a
+default outside a given range becomes its nearest bound. Each trial
 trains with `keras-resnet train`'s recipe (`training.compile_model`). A
 `budget.Budget` rejects a trial before training with Keras Tuner's
 `FailedTrialError`, so the trial is marked FAILED and never retried.
@@ -168,8 +169,8 @@ class TuneResult:
 class ResNetHyperModel(keras_tuner.HyperModel):
     """A Keras Tuner `HyperModel` of the ResNets that `keras-resnet train` builds.
 
-    `build(hp)` declares the hyperparameters listed in the module docstring
-    and returns the uncompiled network. `fit(hp, model, ...)` measures the
+    `declare_hyperparameters(hp)` declares the hyperparameters listed in
+    the module docstring, and `build(hp)` returns the uncompiled network. `fit(hp, model, ...)` measures the
     model, rejects it when it is over the budget, compiles it with the
     trial's learning rate and weight decay, and trains it.
 
@@ -216,11 +217,11 @@ class ResNetHyperModel(keras_tuner.HyperModel):
         self.train_config = train_config or training.TrainConfig()
         self.budget = budget or budget_lib.Budget()
 
-    def build(self, hp):
-        """Declare the hyperparameters and build the uncompiled network of `hp`."""
+    def declare_hyperparameters(self, hp):
+        """Declare the search space in `hp`; Keras Tuner calls this before the first trial."""
         default_depth = DEFAULT_DEPTH[self.family]
-        hp.Choice("depth", self.depths, default=default_depth if default_depth in self.depths else self.depths[0])
-        hp.Choice("width", self.widths, default=DEFAULT_WIDTH if DEFAULT_WIDTH in self.widths else self.widths[0])
+        hp.Choice("depth", list(self.depths), default=default_depth if default_depth in self.depths else self.depths[0])
+        hp.Choice("width", list(self.widths), default=DEFAULT_WIDTH if DEFAULT_WIDTH in self.widths else self.widths[0])
         hp.Float(
             "learning_rate",
             *self.learning_rate_range,
@@ -233,6 +234,10 @@ class ResNetHyperModel(keras_tuner.HyperModel):
             sampling="log",
             default=_clip(DEFAULT_WEIGHT_DECAY, self.weight_decay_range),
         )
+
+    def build(self, hp):
+        """Build the uncompiled network of `hp`'s depth and width."""
+        self.declare_hyperparameters(hp)
         return training.build_model(self.trial_config(hp), self.datasets)
 
     def trial_config(self, hp, epochs=None):
@@ -305,11 +310,10 @@ class ResNetHyperModel(keras_tuner.HyperModel):
 def _check_values(name, values, kind):
     if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
         raise TypeError(f"`{name}` must be a list of numbers; received {values!r}.")
-    values = list(values)
-    if not values:
+    if not list(values):
         raise ValueError(f"`{name}` must contain at least one value; received an empty list.")
     checked = []
-    for value in values:
+    for value in list(values):
         if kind is int:
             checked.append(config.check_int(name, value, minimum=1))
         else:
