@@ -317,6 +317,8 @@ def _tune(args):
     from keras_resnet import training
     from keras_resnet import tuning
 
+    if args.oracle_port is not None and not (args.chief or args.worker is not None):
+        raise ValueError(f"--oracle-port {args.oracle_port} needs --chief or --worker NAME; pass one of them.")
     if args.chief or args.worker is not None:
         role = "chief" if args.chief else "worker"
         os.environ.update(tuning.distributed_environment(role, args.worker, args.oracle_ip, args.oracle_port))

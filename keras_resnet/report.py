@@ -1,11 +1,11 @@
 """The report of a tuning search: a table of trials and a Pareto plot.
 
 `trial_rows` joins Keras Tuner's trials with the measures each trial wrote
-(`trial_*/measures.json`); `write_csv` saves them as `trials.csv`,
-`format_table` lays them out for a terminal, and `plot_pareto` draws
-validation accuracy against trainable parameters into `pareto.png`, with
-the Pareto front marked: the trials that no other trial beats on both
-accuracy and size.
+(`trial_*/measures.json`). `write_csv` saves the rows as `trials.csv`, and
+`format_table` lays them out for a terminal. `plot_pareto` draws validation
+accuracy against trainable parameters into `pareto.png` and marks the
+Pareto front: the trials that no other trial beats on both accuracy and
+size.
 """
 
 import csv
@@ -51,9 +51,9 @@ def trial_rows(trials, project_dir):
         list of dict. Numbers the trial did not produce are None.
     """
     rows = []
-    # Keras Tuner pads trial ids with zeros to the width of max_trials, so
-    # ids from before and after a resume with a larger max_trials may have
-    # different widths; they sort by number.
+    # Keras Tuner pads trial ids with zeros to the width of max_trials. A
+    # resume with a larger max_trials changes that width, so ids sort by
+    # number.
     for trial in sorted(trials, key=lambda t: int(t.trial_id)):
         values = trial.hyperparameters.values
         measures = _read_measures(pathlib.Path(project_dir) / f"trial_{trial.trial_id}" / "measures.json")
@@ -202,10 +202,12 @@ def plot_pareto(rows, path, cost="params"):
     axis.set_ylabel("best validation accuracy")
     not_plotted = len(rows) - len(points)
     axis.set_title(
-        f"{len(points)} completed trials" + (f", {not_plotted} not completed (not plotted)" if not_plotted else "")
+        f"Best validation accuracy of {len(points)} completed trials"
+        + (f" ({not_plotted} others not completed, not plotted)" if not_plotted else "")
     )
     axis.grid(alpha=0.3)
-    axis.legend(loc="lower right")
+    # "best" keeps the legend off the points, which the corners often are.
+    axis.legend(loc="best")
     figure.tight_layout()
 
     with saving.atomic_path(path) as temporary:

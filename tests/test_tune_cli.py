@@ -163,8 +163,8 @@ def test_chief_and_two_workers(tmp_path):
     assert summary["best_trial"] == best_id
     assert summary["val_accuracy"] == states[f"trial_{best_id}"]["score"]
 
-    # The chief's best_model.keras holds the weights that the worker saved
-    # for the best trial.
+    # The chief's best_model.keras contains the weights that the worker
+    # saved for the best trial.
     best = keras_resnet.load_model(summary["best_model"], compile=False)
     checkpoint = keras.models.clone_model(best)
     checkpoint.load_weights(project / f"trial_{best_id}" / "checkpoint.weights.h5")

@@ -146,6 +146,29 @@ def test_search_writes_report_and_best_model(tmp_path):
         tuning.tune(small_config(tmp_path, train=training.TrainConfig(epochs=2, batch_size=32)))
 
 
+@pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow", reason="tests the search loop, not the backend; runs under tensorflow"
+)
+def test_time_limit_stops_then_rerun_continues(tmp_path, monkeypatch):
+    # The clock reads 0 when the search starts, 1 before the first trial
+    # and 1000 before the second, past the limit of 1 minute.
+    readings = iter([0.0, 1.0, 1000.0])
+    monkeypatch.setattr(tuning, "_clock", lambda: next(readings))
+    cfg = small_config(tmp_path, max_trials=2, max_minutes=1.0)
+
+    stopped = tuning.tune(cfg)
+
+    assert stopped.time_limit_reached
+    assert stopped.trials_run == ["0"]
+    assert [row["status"] for row in stopped.rows] == ["completed"]
+    monkeypatch.setattr(tuning, "_clock", lambda: 0.0)
+    keras.backend.clear_session()
+    resumed = tuning.tune(cfg)
+    assert not resumed.time_limit_reached
+    assert resumed.trials_run == ["1"]
+    assert [row["status"] for row in resumed.rows] == ["completed", "completed"]
+
+
 def test_unreachable_budget_stops_before_search(tmp_path):
     with pytest.raises(ValueError, match="smallest, depth 8 at width 0.25, has 5,006 trainable parameters"):
         tuning.tune(small_config(tmp_path, budget=budget.Budget(max_params=100)))
