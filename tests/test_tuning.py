@@ -108,6 +108,20 @@ def test_over_budget_model_is_not_trained(datasets, tmp_path):
     assert "seconds" not in measures
 
 
+def test_latency_budget_rejects_before_training(datasets, tmp_path):
+    hypermodel = tuning.ResNetHyperModel(
+        datasets, depths=(8,), widths=(0.25,), budget=budget.Budget(max_latency_ms=1e-6, latency_batch_size=2)
+    )
+    hp = keras_tuner.HyperParameters()
+    model = hypermodel.build(hp)
+
+    with pytest.raises(keras_tuner.errors.FailedTrialError, match="ms per image at batch size 2 exceeds"):
+        hypermodel.fit(hp, model, datasets.train, epochs=1, steps_per_epoch=1, trial_dir=tmp_path)
+
+    assert not model.compiled
+    assert json.loads((tmp_path / "measures.json").read_text())["latency_ms"] > 1e-6
+
+
 def test_search_writes_report_and_best_model(tmp_path):
     cfg = small_config(tmp_path)
     result = tuning.tune(cfg)
