@@ -16,12 +16,13 @@ trains with `keras-resnet train`'s recipe (`training.compile_model`). A
 `budget.Budget` rejects a trial before training with Keras Tuner's
 `FailedTrialError`, so the trial is marked FAILED and never retried.
 
-The project folder (`directory/project_name`) contains Keras Tuner's state
-(`oracle.json`, `tuner*.json`, `trial_*/trial.json` and the best-epoch
-weights of each trial), `tune_config.json` (the settings), one
-`trial_*/measures.json` per trial (parameters, FLOPs, latency, seconds,
-resident memory), and after the search `trials.csv`, `pareto.png` and
-`best_model.keras` (see `keras_resnet.report`). Keras Tuner's JSON state is
+The project folder (`directory/project_name`) contains Keras Tuner's state:
+`oracle.json`, `tuner*.json`, `trial_*/trial.json` and the best-epoch
+weights of each trial. Beside it, `tune_config.json` records the settings,
+and each `trial_*/measures.json` records that trial's parameters, FLOPs,
+latency, seconds and resident memory. After the search the folder also
+contains `trials.csv`, `pareto.png` and `best_model.keras` (see
+`keras_resnet.report`). Keras Tuner's JSON state is
 written to a temporary file and renamed, so a killed process leaves the
 previous state intact, and rerunning the same search resumes it: finished
 trials are kept and a trial that was running is run again.
