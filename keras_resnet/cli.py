@@ -9,6 +9,7 @@ another backend, the command therefore starts itself again with
 import argparse
 import json
 import logging
+import math
 import os
 import sys
 
@@ -25,7 +26,7 @@ def main(argv=None):
         logging.getLogger("keras_resnet").info("Keras %s with the %s backend", *_keras_version_and_backend())
         return args.run(args)
     except KeyboardInterrupt:
-        print("Interrupted; rerun the same command to resume from the last finished epoch.", file=sys.stderr)
+        print("Interrupted; rerun the same command to resume.", file=sys.stderr)
         return 130
     except (ValueError, TypeError, OSError, RuntimeError, FloatingPointError) as error:
         # Bad input, a file system error (missing, in the way, not writable),
@@ -39,7 +40,10 @@ _OPTIONS = {
     f"`{name}`": f"--{name.replace('_', '-')}"
     for name in (
         "depth", "family", "width", "epochs", "batch_size", "image_size", "channels", "validation_split",
-        "learning_rate", "weight_decay", "warmup_epochs", "seed", "version", "top", "overwrite", "output",
+        "learning_rate", "weight_decay", "warmup_epochs", "seed", "tuner", "max_trials", "depths", "widths",
+        "learning_rate_range", "weight_decay_range", "steps_per_epoch", "validation_steps", "max_minutes",
+        "max_params", "max_flops", "max_latency_ms", "latency_batch_size", "oracle_ip", "oracle_port",
+        "version", "top", "overwrite", "output",
     )
 }
 
@@ -67,23 +71,6 @@ def _parser():
     )
     train.add_argument("--width", type=float, default=1.0, help="width multiplier of every layer (default: 1.0)")
     train.add_argument("--epochs", type=int, default=15, help="number of epochs (default: 15)")
-    train.add_argument("--batch-size", type=int, default=128, help="images per step (default: 128)")
-    train.add_argument(
-        "--data",
-        default="sample",
-        help="'sample' (real CIFAR-10 images shipped with the package, the default), a folder with one "
-        "sub-folder per class, or tfds:NAME such as tfds:cifar10",
-    )
-    train.add_argument("--image-size", type=int, default=None, help="resize images to this square size in pixels")
-    train.add_argument(
-        "--channels", type=int, choices=(1, 3), default=3, help="3 for RGB (default) or 1 for grayscale"
-    )
-    train.add_argument(
-        "--validation-split",
-        type=float,
-        default=0.1,
-        help="share of each class held out for validation (default: 0.1; 0 trains on everything)",
-    )
     train.add_argument(
         "--learning-rate", type=float, default=0.1, help="peak learning rate at batch size 128 (default: 0.1)"
     )
@@ -94,26 +81,6 @@ def _parser():
         help="decoupled weight decay of convolution and dense kernels (default: 5e-3, about an L2 penalty of "
         "5e-4 under momentum 0.9)",
     )
-    train.add_argument("--warmup-epochs", type=float, default=1.0, help="epochs of linear warm-up (default: 1)")
-    train.add_argument(
-        "--seed",
-        type=int,
-        default=0,
-        help="seed of the initial weights, shuffling and augmentation (default: 0); runs on a CPU are not "
-        "bit-for-bit repeatable, because parallel data loading and multithreaded kernels vary the order",
-    )
-    train.add_argument(
-        "--skip-bad-images",
-        action="store_true",
-        help="leave out files of a --data folder that cannot be decoded, with a warning listing them "
-        "(default: stop before training and name them)",
-    )
-    train.add_argument(
-        "--backend",
-        choices=BACKENDS,
-        default=None,
-        help="Keras backend (default: $KERAS_BACKEND, else tensorflow)",
-    )
     train.add_argument(
         "--output",
         default=None,
@@ -121,7 +88,13 @@ def _parser():
         "that one contains a finished run)",
     )
     train.add_argument("--overwrite", action="store_true", help="replace a finished run in --output")
+    _add_data_arguments(train)
     train.set_defaults(run=_train)
+
+    tune = commands.add_parser("tune", help="search depth, width and training settings with Keras Tuner", description=_TUNE_HELP)
+    _add_tune_arguments(tune)
+    _add_data_arguments(tune)
+    tune.set_defaults(run=_tune)
 
     export = commands.add_parser("export", help="export a .keras model for TF Serving or ONNX", description=_EXPORT_HELP)
     export.add_argument("model", help="the .keras file, e.g. runs/resnet20/model.keras")
@@ -160,6 +133,156 @@ _EXPORT_HELP = (
     "Export a .keras model as a SavedModel in BASE_DIR/NAME/VERSION, the layout TF Serving watches, with "
     "signatures for encoded images (serving_default) and pixel tensors (predict_pixels, predict_pixels_uint8), "
     "or as an ONNX file. An existing version is never replaced without --overwrite."
+)
+
+
+def _add_data_arguments(parser):
+    """Add the data and recipe options that train and tune share."""
+    parser.add_argument("--batch-size", type=int, default=128, help="images per step (default: 128)")
+    parser.add_argument(
+        "--data",
+        default="sample",
+        help="'sample' (real CIFAR-10 images shipped with the package, the default), a folder with one "
+        "sub-folder per class, or tfds:NAME such as tfds:cifar10",
+    )
+    parser.add_argument("--image-size", type=int, default=None, help="resize images to this square size in pixels")
+    parser.add_argument(
+        "--channels", type=int, choices=(1, 3), default=3, help="3 for RGB (default) or 1 for grayscale"
+    )
+    parser.add_argument(
+        "--validation-split",
+        type=float,
+        default=0.1,
+        help="share of each class held out for validation (default: 0.1; 0 trains on everything)",
+    )
+    parser.add_argument("--warmup-epochs", type=float, default=1.0, help="epochs of linear warm-up (default: 1)")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the initial weights, shuffling and augmentation (default: 0); runs on a CPU are not "
+        "bit-for-bit repeatable, because parallel data loading and multithreaded kernels vary the order",
+    )
+    parser.add_argument(
+        "--skip-bad-images",
+        action="store_true",
+        help="leave out files of a --data folder that cannot be decoded, with a warning listing them "
+        "(default: stop before training and name them)",
+    )
+    parser.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default=None,
+        help="Keras backend (default: $KERAS_BACKEND, else tensorflow)",
+    )
+
+
+def _add_tune_arguments(parser):
+    """Add the options of the search. Options left out take `TuneConfig`'s defaults."""
+    parser.add_argument(
+        "--tuner",
+        choices=("random", "hyperband", "bayesian"),
+        default="random",
+        help="Keras Tuner oracle that proposes the trials (default: random)",
+    )
+    parser.add_argument(
+        "--max-trials", type=int, default=10, help="trials to run at most, counting those over the budget (default: 10)"
+    )
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=5,
+        help="epochs per trial; Hyperband's maximum epochs per model (default: 5)",
+    )
+    parser.add_argument("--family", choices=("cifar", "imagenet"), default="cifar", help="network family (default: cifar)")
+    parser.add_argument(
+        "--depths",
+        type=int,
+        nargs="+",
+        default=None,
+        help="depths to search (default: 8 14 20 32 44 56 for cifar, 18 34 50 101 152 for imagenet)",
+    )
+    parser.add_argument(
+        "--widths", type=float, nargs="+", default=None, help="width multipliers to search (default: 0.25 0.5 1 2)"
+    )
+    parser.add_argument(
+        "--learning-rate-range",
+        type=float,
+        nargs=2,
+        metavar=("LOW", "HIGH"),
+        default=None,
+        help="range of the peak learning rate at batch size 128, sampled on a log scale (default: 0.01 0.5)",
+    )
+    parser.add_argument(
+        "--weight-decay-range",
+        type=float,
+        nargs=2,
+        metavar=("LOW", "HIGH"),
+        default=None,
+        help="range of the decoupled weight decay, sampled on a log scale (default: 0.0005 0.05)",
+    )
+    parser.add_argument(
+        "--steps-per-epoch", type=int, default=None, help="training steps per epoch (default: the whole training set)"
+    )
+    parser.add_argument(
+        "--validation-steps", type=int, default=None, help="validation batches per epoch (default: all of them)"
+    )
+    parser.add_argument("--max-params", type=_count, default=None, help="reject models with more trainable parameters")
+    parser.add_argument(
+        "--max-flops", type=_count, default=None, help="reject models with more multiply-adds per image, such as 5e7"
+    )
+    parser.add_argument(
+        "--max-latency-ms",
+        type=float,
+        default=None,
+        help="reject models slower than this many milliseconds per image of inference on this machine",
+    )
+    parser.add_argument(
+        "--latency-batch-size", type=int, default=1, help="images per inference call when timing (default: 1)"
+    )
+    parser.add_argument(
+        "--max-minutes",
+        type=float,
+        default=None,
+        help="start no trial after this many minutes; rerun the command to continue (default: no limit)",
+    )
+    parser.add_argument(
+        "--directory", default="experiments/tuning", help="folder of tuning projects (default: experiments/tuning)"
+    )
+    parser.add_argument(
+        "--project-name",
+        default=None,
+        help="project sub-folder of --directory (default: <family>-<tuner>, such as cifar-random)",
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="delete a project with other settings and start it afresh"
+    )
+    role = parser.add_mutually_exclusive_group()
+    role.add_argument(
+        "--chief", action="store_true", help="serve the oracle to --worker processes and write the report"
+    )
+    role.add_argument("--worker", metavar="NAME", default=None, help="run trials for the chief under this unique name")
+    parser.add_argument(
+        "--oracle-ip", default="127.0.0.1", help="address of the chief's oracle (default: 127.0.0.1)"
+    )
+    parser.add_argument("--oracle-port", type=int, default=None, help="port of the chief's oracle")
+
+
+def _count(text):
+    """Parse a count such as 250000 or 5e7."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not value.is_integer():
+        raise argparse.ArgumentTypeError(f"expected a whole number such as 250000 or 5e7; received {text!r}")
+    return int(value)
+
+
+_TUNE_HELP = (
+    "Search ResNet depth, width, learning rate and weight decay with a Keras Tuner oracle, rejecting models over "
+    "the budget before they train. Writes trials.csv, pareto.png and best_model.keras into the project folder. "
+    "Rerunning an interrupted command continues its search."
 )
 
 
@@ -203,17 +326,9 @@ def _train(args):
         depth=args.depth,
         family=args.family,
         width=args.width,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        data=args.data,
-        image_size=args.image_size,
-        channels=args.channels,
-        validation_split=args.validation_split,
         learning_rate=args.learning_rate,
         weight_decay=args.weight_decay,
-        warmup_epochs=args.warmup_epochs,
-        seed=args.seed,
-        skip_bad_images=args.skip_bad_images,
+        **_shared_settings(args),
     )
     metrics = training.train(cfg, output=args.output, overwrite=args.overwrite)
     _print_summary(metrics)
@@ -252,6 +367,87 @@ def _predict(args):
         print(result["image"])
         for rank, entry in enumerate(result["top"], start=1):
             print(f"  {rank}. {entry['class']:<24} {entry['probability']:8.4f}")
+    return 0
+
+
+def _shared_settings(args):
+    """Return the `TrainConfig` settings that train and tune both take from options."""
+    return {
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "data": args.data,
+        "image_size": args.image_size,
+        "channels": args.channels,
+        "validation_split": args.validation_split,
+        "warmup_epochs": args.warmup_epochs,
+        "seed": args.seed,
+        "skip_bad_images": args.skip_bad_images,
+    }
+
+
+def _tune(args):
+    from keras_resnet import budget
+    from keras_resnet import report
+    from keras_resnet import training
+    from keras_resnet import tuning
+
+    if args.oracle_port is not None and not (args.chief or args.worker is not None):
+        raise ValueError(f"--oracle-port {args.oracle_port} needs --chief or --worker NAME; pass one of them.")
+    if args.chief or args.worker is not None:
+        role = "chief" if args.chief else "worker"
+        os.environ.update(tuning.distributed_environment(role, args.worker, args.oracle_ip, args.oracle_port))
+    search_space = {
+        "depths": args.depths,
+        "widths": args.widths,
+        "learning_rate_range": args.learning_rate_range,
+        "weight_decay_range": args.weight_decay_range,
+    }
+    cfg = tuning.TuneConfig(
+        tuner=args.tuner,
+        max_trials=args.max_trials,
+        family=args.family,
+        **{name: value for name, value in search_space.items() if value is not None},
+        train=training.TrainConfig(**_shared_settings(args)),
+        budget=budget.Budget(
+            max_params=args.max_params,
+            max_flops=args.max_flops,
+            max_latency_ms=args.max_latency_ms,
+            latency_batch_size=args.latency_batch_size,
+        ),
+        steps_per_epoch=args.steps_per_epoch,
+        validation_steps=args.validation_steps,
+        max_minutes=args.max_minutes,
+        directory=args.directory,
+        project_name=args.project_name,
+        overwrite=args.overwrite,
+    )
+    result = tuning.tune(cfg)
+
+    if result.time_limit_reached:
+        print(f"Stopped after --max-minutes {args.max_minutes}; rerun the same command to continue the search.")
+    if result.role == "worker":
+        ran = ", ".join(result.trials_run) or "none"
+        print(f"Worker {args.worker} ran trials: {ran}. The chief writes the report into {result.project_dir}/.")
+        return 0
+    print(report.format_table(result.rows))
+    best = result.best
+    print(
+        f"\nBest trial {best['trial']}: depth {best['depth']}, width {best['width']:g}, {best['params']:,} trainable "
+        f"parameters, {best['flops'] / 1e6:,.1f}M FLOPs, validation accuracy {best['val_accuracy']:.4f}. Files in "
+        f"{result.project_dir}/: {result.table.name}, {result.plot.name}, {result.best_model.name}."
+    )
+    completed = sum(row["status"] == "completed" for row in result.rows)
+    print(
+        json.dumps(
+            {
+                "best_trial": best["trial"],
+                "val_accuracy": best["val_accuracy"],
+                "trials": len(result.rows),
+                "completed": completed,
+                "best_model": str(result.best_model),
+            }
+        )
+    )
     return 0
 
 

@@ -134,6 +134,49 @@ def make_optimizer(model, cfg, steps_per_epoch):
     return optimizer
 
 
+def build_model(cfg, datasets):
+    """Build the network of `cfg` for `datasets`, normalising raw pixels inside.
+
+    The model also stores the class names of `datasets` (see
+    `keras_resnet.class_names`), which export and prediction read.
+
+    Args:
+        cfg: `TrainConfig`; its depth, family and width are used.
+        datasets: `keras_resnet.data.Datasets`; the classes, image shape and
+            channel statistics are used.
+
+    Returns:
+        An uncompiled `keras.Model`.
+    """
+    return models.build(
+        depth=cfg.depth,
+        family=cfg.family,
+        width=cfg.width,
+        num_classes=len(datasets.class_names),
+        input_shape=datasets.image_shape,
+        input_normalization=(datasets.mean, datasets.std),
+        class_names=datasets.class_names,
+    )
+
+
+def compile_model(model, cfg, steps_per_epoch):
+    """Compile `model` with the recipe of `cfg`: SGD, the schedule, cross-entropy and accuracy.
+
+    Args:
+        model: `keras.Model`.
+        cfg: `TrainConfig`; the optimizer settings, epochs and `jit_compile`
+            are used.
+        steps_per_epoch: int, training steps per epoch, which sets the
+            length of the learning-rate schedule.
+    """
+    model.compile(
+        optimizer=make_optimizer(model, cfg, steps_per_epoch),
+        loss=keras.losses.SparseCategoricalCrossentropy(),
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        jit_compile=cfg.jit_compile,
+    )
+
+
 def train(cfg=None, output=None, overwrite=False, callbacks=()):
     """Train a ResNet and write the run folder.
 
@@ -159,7 +202,7 @@ def train(cfg=None, output=None, overwrite=False, callbacks=()):
             best model saved before that.
     """
     cfg = cfg or TrainConfig()
-    arch = _check_config(cfg)
+    arch = check_config(cfg)
     family = arch.family
     run_dir = resolve_run_dir(output, models.model_name(cfg.depth, family, cfg.width))
     replace = _check_run_dir(run_dir, cfg, overwrite)
@@ -174,24 +217,11 @@ def train(cfg=None, output=None, overwrite=False, callbacks=()):
         skip_bad_images=cfg.skip_bad_images,
         channels=cfg.channels,
     )
-    _check_image_size(datasets, arch)
-    model = models.build(
-        depth=cfg.depth,
-        family=family,
-        width=cfg.width,
-        num_classes=len(datasets.class_names),
-        input_shape=datasets.image_shape,
-        input_normalization=(datasets.mean, datasets.std),
-        class_names=datasets.class_names,
-    )
+    check_image_size(datasets, arch)
+    model = build_model(cfg, datasets)
     steps_per_epoch = max(1, datasets.train_size // cfg.batch_size)
     backend = keras.backend.backend()
-    model.compile(
-        optimizer=make_optimizer(model, cfg, steps_per_epoch),
-        loss=keras.losses.SparseCategoricalCrossentropy(),
-        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-        jit_compile=cfg.jit_compile,
-    )
+    compile_model(model, cfg, steps_per_epoch)
     logger.info(
         "Training %s (%d trainable parameters) on %d images from %s under %s, epochs=%d, into %s",
         model.name, _trainable_params(model), datasets.train_size, cfg.data, backend, cfg.epochs, run_dir,
@@ -327,7 +357,8 @@ def _start_run_dir(run_dir, cfg, replace):
 _TEMPORARY_NAME = re.compile(r"^\.tmp-\d+-(model\.keras|curves\.png|metrics\.json|run_config\.json)$")
 
 
-def _check_image_size(datasets, arch):
+def check_image_size(datasets, arch):
+    """Raise a ValueError if the images of `datasets` are smaller than `arch`'s total stride."""
     minimum = arch.total_stride
     height, width, _ = datasets.image_shape
     if min(height, width) < minimum:
@@ -337,7 +368,7 @@ def _check_image_size(datasets, arch):
         )
 
 
-def _check_config(cfg):
+def check_config(cfg):
     """Validate `cfg` before any work starts; return its `config.Architecture`."""
     arch = config.resolve_architecture(cfg.depth, cfg.family, cfg.width)
     config.check_int("epochs", cfg.epochs, minimum=1)
