@@ -21,6 +21,7 @@ import numpy as np
 
 from keras_resnet import config
 from keras_resnet import models
+from keras_resnet import saving
 from keras_resnet.registry import VARIANTS
 
 logger = logging.getLogger(__name__)
@@ -281,3 +282,48 @@ def _check_all_assigned(model, assigned):
     if missing:
         raise ValueError(f"No source weights for layers {missing}; the source model does not match the target layout.")
     logger.info("Converted weights into %d layers of %s", len(assigned), model.name)
+
+
+TORCHVISION_SUFFIXES = (".pth", ".pt")
+
+
+def convert_file(source, output, overwrite=False, **build_kwargs):
+    """Convert a torchvision `.pth` file or a keras.applications `.keras` file into a `.keras` file.
+
+    The output is written to a temporary file and renamed, so an interrupted
+    conversion never leaves a truncated file.
+
+    Args:
+        source: path of a torchvision state dict (`.pth` or `.pt`) or of a
+            keras.applications ResNet saved with `model.save` (`.keras`).
+        output: path of the `.keras` file to write.
+        overwrite: bool, whether an existing `output` may be replaced.
+            Defaults to False.
+        **build_kwargs: further `build()` arguments, such as `input_shape`.
+
+    Returns:
+        The converted `keras.Model`.
+
+    Raises:
+        FileExistsError: if `output` exists and `overwrite` is False.
+        FileNotFoundError: if `source` does not exist.
+        ValueError: if a suffix is not one of those above, or the source is
+            not a supported ResNet.
+    """
+    source, output = pathlib.Path(source), pathlib.Path(output)
+    if output.suffix != ".keras":
+        raise ValueError(f"The output must be a .keras file; received '{output}'.")
+    if output.exists() and not overwrite:
+        raise FileExistsError(f"'{output}' already exists; pass --overwrite to replace it or choose another output.")
+    if source.suffix in TORCHVISION_SUFFIXES:
+        model = from_torchvision(source, **build_kwargs)
+    elif source.suffix == ".keras":
+        model = from_keras_applications(saving.load_model(source, compile=False), **build_kwargs)
+    else:
+        accepted = ", ".join((*TORCHVISION_SUFFIXES, ".keras"))
+        raise ValueError(f"Cannot tell the format of '{source}': expected a file ending in {accepted}.")
+
+    with saving.atomic_path(output) as temporary:
+        model.save(temporary)
+    logger.info("Wrote %s (%s, %d parameters)", output, model.name, model.count_params())
+    return model

@@ -13,6 +13,7 @@ import numpy as np
 
 from keras_resnet import blocks
 from keras_resnet import config
+from keras_resnet import stems
 from keras_resnet.registry import VARIANTS
 from keras_resnet.registry import available_models
 
@@ -175,11 +176,11 @@ def build(
         x = _normalization_layer(input_normalization, input_shape[-1])(x)
 
     if arch.family == "imagenet":
-        x = blocks.imagenet_stem(
+        x = stems.imagenet_stem(
             x, arch.stem_filters, deep=arch.stem == "deep", preact=arch.preact, use_bias=arch.conv_bias
         )
     else:
-        x = blocks.cifar_stem(x, arch.stem_filters, preact=arch.preact, use_bias=arch.conv_bias)
+        x = stems.cifar_stem(x, arch.stem_filters, preact=arch.preact, use_bias=arch.conv_bias)
 
     features = {}
     stride = STEM_STRIDE[arch.family]
