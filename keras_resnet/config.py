@@ -253,6 +253,12 @@ def resolve_architecture(depth, family=None, width=1.0, shortcut=None, **options
             f"for family {family!r}. Use `width_per_group` for the wide ImageNet networks."
         )
     _check_option_combinations(family, block_type, options)
+    shortcut = shortcut or default_shortcut
+    if options.get("avg_down") and shortcut != "projection":
+        raise ValueError(
+            f"`avg_down=True` pools before a projection shortcut, but the shortcut is {shortcut!r}; "
+            "pass shortcut='projection' as well."
+        )
 
     return Architecture(
         family=family,
@@ -261,7 +267,7 @@ def resolve_architecture(depth, family=None, width=1.0, shortcut=None, **options
         blocks_per_stage=blocks,
         stem_filters=scale_filters(stem, width),
         stage_filters=tuple(scale_filters(f, width) for f in stages),
-        shortcut=shortcut or default_shortcut,
+        shortcut=shortcut,
         total_stride=stride,
         **options,
     )

@@ -345,6 +345,7 @@ def test_feature_pyramid_preact_ends_after_final_norm():
         ({"depth": 18, "groups": 32}, ValueError, "groups=32", "bottleneck"),
         ({"depth": 50, "stem": "tall"}, ValueError, "'tall'", "'standard', 'deep'"),
         ({"depth": 20, "stem": "deep"}, ValueError, "'cifar'", "'imagenet'"),
+        ({"depth": 20, "avg_down": True}, ValueError, "'zero_pad'", "shortcut='projection'"),
         ({"depth": 20, "widen_factor": 4}, ValueError, "widen_factor=4", "'wrn'"),
         ({"depth": 28, "family": "wrn", "preact": False}, ValueError, "preact=False", "pre-activation"),
         ({"depth": 30, "family": "wrn"}, ValueError, "30", "6n + 4"),
