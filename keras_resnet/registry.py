@@ -16,7 +16,7 @@ VARIANTS = {
     **{f"resnet{d}": {"depth": d, "family": "imagenet"} for d in _IMAGENET_DEPTHS},
     # He et al. 2016, section 4.2.
     **{f"resnet{d}": {"depth": d, "family": "cifar"} for d in config.CIFAR_DEPTHS_IN_PAPER},
-    # Pre-activation, He et al. 2016b; the names are timm's (resnetv2_50).
+    # Pre-activation networks of He et al. 2016b, named as timm names them.
     **{f"resnetv2_{d}": {"depth": d, "family": "imagenet", "preact": True} for d in _IMAGENET_DEPTHS},
     "preresnet110": {"depth": 110, "family": "cifar", "preact": True},
     **{

@@ -47,10 +47,9 @@ def test_torchvision_outputs_match(name):
 
 def test_torchvision_dict_of_arrays():
     torch = pytest.importorskip("torch", reason="reading .pth files needs PyTorch, the [torch] extra")
-    pth, reference = reference_files("resnext50_32x4d")
+    pth, reference = reference_files("resnet18")
     state = {key: value.numpy() for key, value in torch.load(pth, weights_only=True).items()}
     model = convert.from_torchvision(state, input_shape=(64, 64, 3), classifier_activation=None)
-    assert model.get_layer("stage1_block1_conv2").groups == 32
     np.testing.assert_allclose(call(model, reference["images"]), reference["logits"], atol=1e-4, rtol=0)
 
 
@@ -166,9 +165,13 @@ def test_keras_deeper_resnets(name):
     check_keras_applications(getattr(keras.applications, name))
 
 
+def only_under_torch():
+    if keras.backend.backend() != "torch":
+        pytest.skip("checks file handling and layer shapes, which are backend-independent; runs under KERAS_BACKEND=torch")
+
+
 def test_keras_applications_without_top():
-    if keras.backend.backend() == "jax":
-        pytest.skip("backend-independent weight mapping; runs under KERAS_BACKEND=tensorflow and torch")
+    only_under_torch()
     source = keras.applications.ResNet50V2(weights=None, include_top=False, input_shape=(64, 64, 3), pooling=None)
     model = convert.from_keras_applications(source)
     assert model.output_shape == source.output_shape
@@ -182,6 +185,7 @@ def test_keras_applications_rejects_other_models():
 
 
 def test_cli_converts_state_dict_once(tmp_path, capsys):
+    only_under_torch()
     torch = pytest.importorskip("torch", reason="writing a .pth file needs PyTorch, the [torch] extra")
     from keras_resnet import cli
 
