@@ -5,8 +5,10 @@ VENV ?= .venv
 BACKENDS ?= tensorflow jax torch
 ARGS ?=
 PYTEST_ARGS ?= -q
+TORCHVISION_VENV ?= .venv-torchvision
+TORCHVISION_REFERENCE ?= build/torchvision-reference
 
-.PHONY: install train test
+.PHONY: install train test torchvision-reference
 
 install: $(VENV)/.installed
 
@@ -27,3 +29,15 @@ test: install
 		echo "=== tests under KERAS_BACKEND=$$backend"; \
 		KERAS_BACKEND=$$backend $(VENV)/bin/python -m pytest $(PYTEST_ARGS) || status=1; \
 	done; exit $$status
+
+# Writes torchvision ResNets with random weights and their outputs into
+# build/torchvision-reference, which tests/test_convert.py compares the
+# converter against. torchvision gets its own environment (about 5.5 GB)
+# because it needs torch 2.14.1 and the main environment pins torch 2.13.0.
+torchvision-reference: $(TORCHVISION_VENV)/.installed
+	$(TORCHVISION_VENV)/bin/python tests/reference/torchvision_reference.py $(TORCHVISION_REFERENCE)
+
+$(TORCHVISION_VENV)/.installed: constraints-torchvision.txt
+	$(PYTHON) -m venv $(TORCHVISION_VENV)
+	$(TORCHVISION_VENV)/bin/python -m pip install --quiet -r constraints-torchvision.txt
+	touch $@

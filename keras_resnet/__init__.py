@@ -12,30 +12,38 @@ which import TensorFlow, load on first use, as do export and prediction.
 import importlib
 
 from keras_resnet.blocks import basic_block
+from keras_resnet.blocks import batch_norm
 from keras_resnet.blocks import bottleneck_block
-from keras_resnet.blocks import cifar_stem
+from keras_resnet.blocks import conv
 from keras_resnet.blocks import conv_bn
-from keras_resnet.blocks import imagenet_stem
+from keras_resnet.blocks import squeeze_excitation
 from keras_resnet.blocks import stage
 from keras_resnet.layers import ClassLabels
+from keras_resnet.layers import DropPath
 from keras_resnet.layers import ZeroPadShortcut
 from keras_resnet.models import available_models
 from keras_resnet.models import build
 from keras_resnet.models import class_names
 from keras_resnet.saving import load_model
+from keras_resnet.stems import cifar_stem
+from keras_resnet.stems import imagenet_stem
 
 __version__ = "0.1.0"
 __all__ = [
     "available_models",
     "basic_block",
+    "batch_norm",
     "bottleneck_block",
     "build",
     "ClassLabels",
     "class_names",
     "cifar_stem",
+    "conv",
     "conv_bn",
+    "DropPath",
     "imagenet_stem",
     "load_model",
+    "squeeze_excitation",
     "stage",
     "ZeroPadShortcut",
     "load_datasets",

@@ -125,6 +125,30 @@ def _parser():
         "--backend", choices=BACKENDS, default=None, help="Keras backend for a .keras model (default: $KERAS_BACKEND)"
     )
     predict.set_defaults(run=_predict)
+
+    convert = commands.add_parser(
+        "convert",
+        help="convert torchvision or keras.applications ResNet weights into a .keras file",
+        description="Convert a torchvision ResNet state dict (.pth, .pt) or a keras.applications ResNet saved as "
+        ".keras into the matching keras_resnet network, saved as .keras.",
+    )
+    convert.add_argument("source", help="torchvision state dict (.pth, .pt) or keras.applications model (.keras)")
+    convert.add_argument("output", help="the .keras file to write")
+    convert.add_argument(
+        "--image-size", type=int, default=None, help="square input size in pixels (default: 224, or the source's)"
+    )
+    convert.add_argument(
+        "--logits", action="store_true", help="end with logits instead of softmax (torchvision models return logits)"
+    )
+    convert.add_argument(
+        "--backend", choices=BACKENDS, default=None, help="Keras backend (default: $KERAS_BACKEND, else tensorflow)"
+    )
+    convert.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    convert.set_defaults(run=_convert)
+
+    models = commands.add_parser("models", help="list the named variants that build() accepts")
+    models.add_argument("--backend", choices=BACKENDS, default=None, help=argparse.SUPPRESS)
+    models.set_defaults(run=_list_models)
     return parser
 
 
@@ -448,6 +472,26 @@ def _tune(args):
             }
         )
     )
+    return 0
+
+
+def _convert(args):
+    from keras_resnet import convert
+
+    build_kwargs = {}
+    if args.image_size is not None:
+        build_kwargs["input_shape"] = (args.image_size, args.image_size, 3)
+    if args.logits:
+        build_kwargs["classifier_activation"] = None
+    model = convert.convert_file(args.source, args.output, overwrite=args.overwrite, **build_kwargs)
+    print(f"Wrote {args.output}: {model.name}, {model.count_params():,} parameters.")
+    return 0
+
+
+def _list_models(args):
+    import keras_resnet
+
+    print("\n".join(keras_resnet.available_models()))
     return 0
 
 

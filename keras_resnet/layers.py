@@ -101,3 +101,44 @@ class ClassLabels(keras.layers.Layer):
         config = super().get_config()
         config.update({"class_names": list(self.class_names)})
         return config
+
+
+@keras.saving.register_keras_serializable(package="keras_resnet")
+class DropPath(keras.layers.Layer):
+    """Stochastic depth: drops a residual branch for whole samples in training.
+
+    Huang et al., "Deep Networks with Stochastic Depth" (ECCV 2016). During
+    training each sample's input is zeroed with probability `rate` and
+    otherwise scaled by `1 / (1 - rate)`, so the expected output equals the
+    input. At inference (`training=False`, as in `predict`) the layer is the
+    identity. The same sample-wise mask as `keras.layers.Dropout` with a
+    noise shape of `(batch, 1, 1, 1)`.
+
+    Args:
+        rate: float in [0, 1), probability of dropping the branch.
+        seed: int or None, seed of the random masks. Defaults to None.
+
+    Input shape: any, with the batch first. Output shape: the input's.
+    """
+
+    def __init__(self, rate, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
+            raise ValueError(f"DropPath `rate` must be a number in [0, 1); received {rate!r}.")
+        self.rate = float(rate)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, inputs, training=False):
+        if not training or self.rate == 0:
+            return inputs
+        noise_shape = (ops.shape(inputs)[0],) + (1,) * (len(inputs.shape) - 1)
+        return keras.random.dropout(inputs, self.rate, noise_shape=noise_shape, seed=self.seed_generator)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"rate": self.rate, "seed": self.seed})
+        return config

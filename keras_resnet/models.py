@@ -1,9 +1,11 @@
 """`build()`: residual networks assembled from the block builders.
 
-The named variants are data: each entry of `VARIANTS` is a set of `build()`
-arguments, so adding a variant never means copying a model function.
+The named variants are data: each entry of `registry.VARIANTS` is a set of
+`build()` arguments, so adding a variant never means copying a model
+function.
 """
 
+import math
 import sys
 
 import keras
@@ -12,18 +14,20 @@ import numpy as np
 from keras_resnet import blocks
 from keras_resnet import config
 from keras_resnet import layers
+from keras_resnet import stems
+from keras_resnet.registry import VARIANTS
+from keras_resnet.registry import available_models
 
-VARIANTS = {
-    **{f"resnet{depth}": {"depth": depth, "family": "imagenet"} for depth in config.IMAGENET_STAGES},
-    **{f"resnet{depth}": {"depth": depth, "family": "cifar"} for depth in config.CIFAR_DEPTHS_IN_PAPER},
-}
+DEFAULT_NUM_CLASSES = {"imagenet": 1000, "cifar": 10, "wrn": 10}
+# Downsampling of the stems, which sets the stride of each stage's output.
+STEM_STRIDE = {"imagenet": 4, "cifar": 1, "wrn": 1}
 
-DEFAULT_NUM_CLASSES = {"imagenet": 1000, "cifar": 10}
-
-
-def available_models():
-    """Return the sorted names that `build()` accepts as `variant`."""
-    return sorted(VARIANTS, key=lambda name: (VARIANTS[name]["family"], VARIANTS[name]["depth"]))
+# The keyword-only options of `build()` that select the architecture; a
+# variant's entry may set any of them.
+ARCHITECTURE_OPTIONS = (
+    "block", "widen_factor", "preact", "stem", "avg_down", "stride_in_1x1", "groups", "width_per_group",
+    "se_ratio", "drop_path_rate", "zero_init_last_gamma", "conv_bias", "stride_block",
+)
 
 
 def build(
@@ -41,15 +45,19 @@ def build(
     input_normalization=None,
     class_names=None,
     name=None,
+    feature_pyramid=False,
+    **options,
 ):
     """Build a ResNet as a `keras.Model`.
 
-    Two families are available:
+    Three families are available:
 
     | family     | depths                        | blocks     | stage widths        |
     |------------|-------------------------------|------------|---------------------|
     | "imagenet" | 18, 34, 50, 101, 152, 200     | basic (18, 34), bottleneck | 64, 128, 256, 512 |
     | "cifar"    | 6n + 2: 20, 32, 44, 56, 110, 1202, ... | basic | 16, 32, 64 |
+    | "cifar"    | 9n + 2: 164, 1001, ... (`block="bottleneck"`) | bottleneck | 16, 32, 64 |
+    | "wrn"      | 6n + 4: 16, 28, 40, ...       | pre-activation basic | 16k, 32k, 64k |
 
     The ImageNet family matches torchvision's `resnet18` to `resnet152`
     ("v1.5": the stride of a bottleneck block sits on its 3x3 convolution) and
@@ -96,6 +104,43 @@ def build(
             the names in the saved file, where `class_names()`, export and
             prediction find them. Needs `include_top=True`. Defaults to None.
         name: str, model name. Defaults to the variant name, e.g. "resnet50".
+        feature_pyramid: bool, build a backbone whose output is a dict of
+            every stage's output, keyed "C{k}" for stride 2**k: "C2" to "C5"
+            for the ImageNet family, "C0" to "C2" for CIFAR. No head is built,
+            so `include_top` and `classifier_activation` are not used;
+            `pooling` must be None. With `preact=True` the last entry is taken
+            after the final BatchNorm and ReLU. Defaults to False.
+        **options: keyword-only architecture options, None selecting the
+            default shown:
+            block: "basic" or "bottleneck", for family "cifar" only.
+                Defaults to "basic".
+            widen_factor: number > 0, the k of WRN-d-k, for family "wrn".
+                Defaults to 1.
+            preact: bool, pre-activation blocks and a final BatchNorm and
+                ReLU (He et al. 2016b). Defaults to False; always True for
+                "wrn".
+            stem: "standard" or "deep" (ResNet-C, ImageNet family).
+                Defaults to "standard".
+            avg_down: bool, average-pool shortcuts (ResNet-D). Defaults to
+                False.
+            stride_in_1x1: bool, stride on a bottleneck's first 1x1
+                convolution (ResNet v1, keras.applications). Defaults to
+                False (v1.5).
+            groups, width_per_group: int, ResNeXt cardinality and width of
+                each group. Defaults to 1 and 64.
+            se_ratio: number or None, squeeze-and-excitation reduction ratio.
+                Defaults to None (no SE).
+            drop_path_rate: float in [0, 1), stochastic depth rate of the
+                last block; block l of L has rate * l / L (Huang et al.
+                2016). Defaults to 0.
+            zero_init_last_gamma: bool, start the last BatchNorm scale of
+                each residual branch at zero. Defaults to False, as
+                torchvision's `zero_init_residual`.
+            conv_bias: bool, a bias on every convolution, as
+                keras.applications builds it. Defaults to False.
+            stride_block: "first" or "last", the block of a stage that
+                downsamples; "last" is the layout of keras.applications'
+                V2 models. Defaults to "first".
 
     Returns:
         A `keras.Model`.
@@ -114,8 +159,12 @@ def build(
     >>> model.count_params()
     25610152
     """
-    arguments = _merge_variant(variant, depth=depth, family=family)
-    arch = config.resolve_architecture(arguments["depth"], arguments["family"], width, shortcut)
+    unknown = sorted(set(options) - set(ARCHITECTURE_OPTIONS))
+    if unknown:
+        raise TypeError(f"build() got unknown arguments {unknown}; architecture options: {list(ARCHITECTURE_OPTIONS)}.")
+    arguments = _merge_variant(variant, depth=depth, family=family, **options)
+    arch = config.resolve_architecture(arguments.pop("depth"), arguments.pop("family"), width, shortcut, **arguments)
+    feature_pyramid = _check_feature_pyramid(feature_pyramid, pooling, arch)
     num_classes = _check_num_classes(num_classes, arch.family, include_top)
     input_shape = _check_input_shape(input_shape, arch)
     config.check_choice("pooling", pooling, config.POOLINGS)
@@ -133,28 +182,81 @@ def build(
     if input_normalization is not None:
         x = _normalization_layer(input_normalization, input_shape[-1])(x)
 
-    stem = blocks.imagenet_stem if arch.family == "imagenet" else blocks.cifar_stem
-    x = stem(x, arch.stem_filters)
+    if arch.family == "imagenet":
+        x = stems.imagenet_stem(
+            x, arch.stem_filters, deep=arch.stem == "deep", preact=arch.preact, use_bias=arch.conv_bias
+        )
+    else:
+        x = stems.cifar_stem(x, arch.stem_filters, preact=arch.preact, use_bias=arch.conv_bias)
+
+    features = {}
+    stride = STEM_STRIDE[arch.family]
+    drop_rates = _drop_path_rates(arch)
+    stages = len(arch.stage_filters)
     for index, (filters, count) in enumerate(zip(arch.stage_filters, arch.blocks_per_stage), start=1):
+        # The first stage keeps the stem's size and every later one halves it
+        # (He et al. 2016, Table 1). With stride_block="last" each stage
+        # instead halves at its end, except the last stage.
+        strides = (1 if index == 1 else 2) if arch.stride_block == "first" else (2 if index < stages else 1)
         x = blocks.stage(
             x,
             arch.block_type,
             filters,
             count,
-            # The ImageNet stem has already downsampled by 4, so stage 1 keeps
-            # the size; every later stage halves it (He et al. 2016, Table 1).
-            strides=1 if index == 1 else 2,
+            strides=strides,
             shortcut=arch.shortcut,
             name=f"stage{index}",
+            drop_rates=drop_rates[:count],
+            stride_block=arch.stride_block,
+            **arch.block_options(),
         )
+        drop_rates = drop_rates[count:]
+        stride *= strides
+        features[f"C{int(math.log2(stride))}"] = x
+    if arch.preact:
+        x = blocks.batch_norm(x, name="post")
+        features[f"C{int(math.log2(stride))}"] = x
 
-    x = _head(x, include_top, pooling, num_classes, classifier_activation)
+    x = features if feature_pyramid else _head(x, include_top, pooling, num_classes, classifier_activation)
     if class_names is not None:
-        if not include_top:
-            raise ValueError("`class_names` needs `include_top=True`: without the classifier there is nothing to label.")
+        if not include_top or feature_pyramid:
+            raise ValueError(
+                "`class_names` needs `include_top=True` and no `feature_pyramid`: without the classifier there is "
+                "nothing to label."
+            )
         x = layers.ClassLabels(class_names, name="head_labels")(x)
     _allow_graph_depth(sum(arch.blocks_per_stage))
-    return keras.Model(inputs, x, name=name or model_name(arch.depth, arch.family, width))
+    return keras.Model(inputs, x, name=name or _default_name(variant, arch, width))
+
+
+def _drop_path_rates(arch):
+    # Linear decay rule of Huang et al. 2016: block l of L drops with
+    # probability rate * l / L, so the last block has the full rate.
+    total = sum(arch.blocks_per_stage)
+    return [arch.drop_path_rate * block / total for block in range(1, total + 1)]
+
+
+def _check_feature_pyramid(feature_pyramid, pooling, arch):
+    if not isinstance(feature_pyramid, (bool, np.bool_)):
+        raise TypeError(f"`feature_pyramid` must be True or False; received {feature_pyramid!r}.")
+    if feature_pyramid and pooling is not None:
+        raise ValueError(f"`feature_pyramid=True` returns feature maps, so `pooling` must be None; received {pooling!r}.")
+    if feature_pyramid and arch.stride_block != "first":
+        raise ValueError(
+            "`feature_pyramid=True` needs stride_block='first', where each stage output has its own stride; "
+            f"received stride_block={arch.stride_block!r}."
+        )
+    return bool(feature_pyramid)
+
+
+def _default_name(variant, arch, width):
+    if variant is not None:
+        return variant if width == 1.0 else f"{variant}_w{width:g}"
+    if arch.family == "wrn":
+        return f"wrn{arch.depth}" if width == 1.0 else f"wrn{arch.depth}_w{width:g}"
+    # Only the CIFAR bottleneck depths need the block to pick the family.
+    block = "bottleneck" if arch.family == "cifar" and arch.block_type == "bottleneck" else None
+    return model_name(arch.depth, arch.family, width, block=block)
 
 
 def _allow_graph_depth(num_blocks):
@@ -168,6 +270,7 @@ def _allow_graph_depth(num_blocks):
 
 
 def _merge_variant(variant, **arguments):
+    arguments = {key: value for key, value in arguments.items() if key in ("depth", "family") or value is not None}
     if variant is None:
         if arguments["depth"] is None:
             raise ValueError(
@@ -181,8 +284,11 @@ def _merge_variant(variant, **arguments):
 
     merged = dict(VARIANTS[variant])
     for key, value in arguments.items():
-        if value is not None and value != merged[key]:
+        if value is None:
+            continue
+        if key in merged and value != merged[key]:
             raise ValueError(f"Variant {variant!r} has {key}={merged[key]!r}, which conflicts with {key}={value!r}.")
+        merged[key] = value
     return merged
 
 
@@ -262,15 +368,15 @@ def class_names(model):
     return None
 
 
-def model_name(depth, family=None, width=1.0):
+def model_name(depth, family=None, width=1.0, block=None):
     """Return the default model name, such as "resnet50" or "cifar_resnet50_w2".
 
     The family is part of the name only where the depth alone would pick the
     other family.
     """
-    family = config.resolve_family(depth, family)
+    family = config.resolve_family(depth, family, block)
     name = f"resnet{depth}"
-    if config.resolve_family(depth, None) != family:
+    if config.resolve_family(depth, None, block) != family:
         name = f"{family}_{name}"
     if width != 1.0:
         name += f"_w{width:g}"

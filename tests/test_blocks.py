@@ -18,7 +18,7 @@ def layer_table(model):
     return [[layer.name, type(layer).__name__, list(layer.output.shape[1:])] for layer in model.layers]
 
 
-@pytest.mark.parametrize("variant", ["resnet18", "resnet50", "resnet20"])
+@pytest.mark.parametrize("variant", ["resnet18", "resnet50", "resnet20", "resnet50d", "resnetv2_50", "seresnet50"])
 def test_layer_names_match_snapshot(variant):
     """Layer names and order are public API: weight files and converters use them."""
     path = SNAPSHOTS / f"{variant}_layers.json"

@@ -1,0 +1,175 @@
+"""One training step, saving and reloading for the options of the registry.
+
+The fast tests train a few small networks that together use every option of
+the registry entries. `test_every_variant_trains` (slow) trains every entry
+at a quarter of its width.
+"""
+
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+import keras_resnet
+from keras_resnet.registry import VARIANTS
+
+# Small networks that together use every option of the registry entries,
+# each at the smallest depth of its family, named after the entries whose
+# options they cover.
+OPTION_SETS = {
+    # The resnetv2 entries.
+    "resnetv2": {"depth": 18, "preact": True, "width": 0.25},
+    # preresnet110.
+    "preresnet_basic": {"depth": 8, "family": "cifar", "preact": True},
+    # preresnet164 and preresnet1001, with the grouped inner convolution of
+    # the resnext and wide_resnet entries.
+    "preresnet_bottleneck_grouped": {
+        "depth": 11, "family": "cifar", "block": "bottleneck", "preact": True, "groups": 4, "width_per_group": 32,
+    },
+    # resnet50c, the resnet*d entries and the seresnet entries.
+    "resnet_d_se": {"depth": 18, "stem": "deep", "avg_down": True, "se_ratio": 4, "width": 0.25},
+    # The wrn entries. With 4 images, the chance that a block drops all of
+    # them, so that its weights get no gradient, is below 1e-4.
+    "wrn": {"depth": 10, "family": "wrn", "widen_factor": 2, "drop_path_rate": 0.1},
+}
+SMALL = {"input_shape": (32, 32, 3), "num_classes": 3}
+# The files that a fresh process of the next backend reloads: between them
+# every layer type of the option sets and a dict of outputs.
+RELOADED = ("preresnet_bottleneck_grouped", "resnet_d_se", "wrn", "pyramid")
+# Each backend's run reloads its files under the next backend.
+NEXT_BACKEND = {"tensorflow": "torch", "torch": "jax", "jax": "tensorflow"}
+
+RELOAD = """
+import pathlib
+import sys
+
+import keras
+import numpy as np
+
+import keras_resnet
+
+folder = pathlib.Path(sys.argv[1])
+x = np.load(folder / "x.npy")
+for path in sorted(folder.glob("*.keras")):
+    # A direct call runs eagerly, which for one batch is faster than
+    # compiling the prediction function of predict().
+    out = keras.saving.load_model(path)(x, training=False)
+    if isinstance(out, dict):
+        out = np.concatenate([keras.ops.convert_to_numpy(out[key]).reshape(len(x), -1) for key in sorted(out)], axis=1)
+    np.save(path.with_suffix(".reloaded.npy"), keras.ops.convert_to_numpy(out))
+print(keras.backend.backend())
+"""
+
+
+def images_and_labels(count=4):
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(count, 32, 32, 3)).astype("float32"), rng.integers(0, 3, count)
+
+
+def train_one_step(model):
+    """Fit one batch with SGD; return the weights before and the loss."""
+    x, y = images_and_labels()
+    before = [keras.ops.convert_to_numpy(w).copy() for w in model.trainable_weights]
+    # XLA compilation under TensorFlow takes longer than the one step saves.
+    jit_compile = False if keras.backend.backend() == "tensorflow" else "auto"
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy", jit_compile=jit_compile)
+    history = model.fit(x, y, batch_size=len(x), epochs=1, verbose=0)
+    return before, history.history["loss"][0]
+
+
+def assert_every_weight_moved(model, before):
+    # With plain SGD a weight changes exactly when its gradient is non-zero.
+    unchanged = [
+        w.path for w, old in zip(model.trainable_weights, before) if np.array_equal(keras.ops.convert_to_numpy(w), old)
+    ]
+    assert not unchanged, f"no gradient reached {unchanged}"
+
+
+def predict(model, x):
+    """Return the model's eager outputs as one array; dict outputs are flattened and joined."""
+    out = model(x, training=False)
+    if isinstance(out, dict):
+        return np.concatenate([keras.ops.convert_to_numpy(out[key]).reshape(len(x), -1) for key in sorted(out)], axis=1)
+    return keras.ops.convert_to_numpy(out)
+
+
+def build_option_set(name):
+    return keras_resnet.build(**OPTION_SETS[name], **SMALL)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """Train each option set one step and save it; return the folder and outputs."""
+    folder = tmp_path_factory.mktemp("variants")
+    x, _ = images_and_labels()
+    np.save(folder / "x.npy", x)
+    results = {}
+    for name in OPTION_SETS:
+        model = build_option_set(name)
+        before, loss = train_one_step(model)
+        if name in RELOADED:
+            model.save(folder / f"{name}.keras")
+        results[name] = (model, before, loss, predict(model, x))
+        keras.backend.clear_session()
+
+    pyramid = keras_resnet.build(depth=18, width=0.25, feature_pyramid=True, **SMALL)
+    pyramid.save(folder / "pyramid.keras")
+    results["pyramid"] = (pyramid, None, None, predict(pyramid, x))
+    return folder, results
+
+
+@pytest.mark.parametrize("name", sorted(OPTION_SETS))
+def test_one_step_trains_every_weight(trained, name):
+    _, results = trained
+    model, before, loss, _ = results[name]
+    assert np.isfinite(loss)
+    assert_every_weight_moved(model, before)
+
+
+def test_reload_under_next_backend(trained):
+    folder, results = trained
+    backend = NEXT_BACKEND[keras.backend.backend()]
+    result = subprocess.run(
+        [sys.executable, "-c", RELOAD, folder],
+        env=dict(os.environ, KERAS_BACKEND=backend),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith(backend)
+    for name in RELOADED:
+        np.testing.assert_allclose(np.load(folder / f"{name}.reloaded.npy"), results[name][3], atol=1e-5, err_msg=name)
+
+
+@pytest.mark.parametrize("name", RELOADED)
+def test_reload_in_process_is_identical(trained, name):
+    folder, results = trained
+    model = keras_resnet.load_model(folder / f"{name}.keras")
+    x, _ = images_and_labels()
+    np.testing.assert_array_equal(predict(model, x), results[name][3])
+
+
+def test_zero_init_and_drop_path_train():
+    model = keras_resnet.build(depth=8, zero_init_last_gamma=True, drop_path_rate=0.5, num_classes=3)
+    _, first = train_one_step(model)
+    x, y = images_and_labels()
+    second = model.fit(x, y, batch_size=len(x), epochs=1, verbose=0).history["loss"][0]
+    assert np.isfinite(first)
+    assert np.isfinite(second)
+    # The zero scale blocks the gradient of its branch only until the scale
+    # itself has moved, which the first step does.
+    gamma = keras.ops.convert_to_numpy(model.get_layer("stage1_block1_bn2").gamma)
+    assert np.any(gamma != 0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", sorted(set(VARIANTS) - {"preresnet1001", "resnet1202"}))
+def test_every_variant_trains(variant):
+    model = keras_resnet.build(variant, width=0.25, **SMALL)
+    before, loss = train_one_step(model)
+    assert np.isfinite(loss)
+    assert_every_weight_moved(model, before)
