@@ -72,7 +72,6 @@ def test_bad_budget_is_one_line_error(tmp_path):
     assert not any(tmp_path.iterdir())
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(
     "tuner, extra, expected_trials",
     [
@@ -126,7 +125,6 @@ def free_port():
         return probe.getsockname()[1]
 
 
-@pytest.mark.slow
 def test_chief_and_two_workers(tmp_path):
     args = (*SMALL_SEARCH, "--max-trials", "4", "--directory", str(tmp_path), "--oracle-port", str(free_port()))
     roles = {"chief": ("--chief",), "worker0": ("--worker", "worker0"), "worker1": ("--worker", "worker1")}
