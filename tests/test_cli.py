@@ -185,6 +185,9 @@ def history_rows(run_dir):
     return max(0, len(path.read_text().splitlines()) - 1) if path.exists() else 0
 
 
+# BackupAndRestore and the run folder logic are the same on every backend,
+# and this test trains in two processes, so it runs in one backend's suite.
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="backend-independent; runs under tensorflow")
 def test_killed_run_resumes_from_last_epoch(tmp_path):
     run_dir = tmp_path / "run"
     args = ("train", "--depth", "8", "--epochs", "4", "--batch-size", "32", "--output", str(run_dir))
@@ -218,6 +221,7 @@ def test_killed_run_resumes_from_last_epoch(tmp_path):
     assert not list(run_dir.glob(".tmp-*"))
 
 
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="tf.data decoding only; runs under tensorflow")
 def test_bad_image_folder_stops_before_training(tmp_path):
     from PIL import Image
 
