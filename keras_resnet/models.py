@@ -197,7 +197,10 @@ def build(
         # The first stage keeps the stem's size and every later one halves it
         # (He et al. 2016, Table 1). With stride_block="last" each stage
         # instead halves at its end, except the last stage.
-        strides = (1 if index == 1 else 2) if arch.stride_block == "first" else (2 if index < stages else 1)
+        if arch.stride_block == "first":
+            strides = 1 if index == 1 else 2
+        else:
+            strides = 2 if index < stages else 1
         x = blocks.stage(
             x,
             arch.block_type,

@@ -104,8 +104,10 @@ def test_export_then_predict_from_the_command_line(finished_run, tmp_path):
     again = run_cli("export", str(model_path), "--name", "cifar10", "--base-dir", str(tmp_path / "models"), "--version", "1")
     assert again.returncode == 2
     last_line = again.stderr.strip().splitlines()[-1]
-    assert last_line.startswith("keras-resnet: error: Version folder") and "cifar10/1' already exists" in last_line
-    assert "--version" in last_line and "--overwrite" in last_line
+    assert last_line.startswith("keras-resnet: error: Version folder")
+    assert "cifar10/1' already exists" in last_line
+    assert "--version" in last_line
+    assert "--overwrite" in last_line
     assert "Traceback" not in again.stderr
 
     for source in (model_path, tmp_path / "models" / "cifar10"):
