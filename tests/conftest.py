@@ -1,5 +1,6 @@
 """Shared fixtures. The suite runs once per backend, chosen by KERAS_BACKEND."""
 
+import math
 import os
 import pathlib
 import subprocess
@@ -22,6 +23,17 @@ def run_python(code, *args, cwd=None, timeout=600):
         text=True,
         timeout=timeout,
     )
+
+
+def trainable_params(model):
+    """Count the trainable parameters of `model`."""
+    return sum(math.prod(w.shape) for w in model.trainable_weights)
+
+
+def rounds_to(count, printed_millions):
+    """Check that `count` prints as `printed_millions` (such as "25.6") in millions."""
+    decimals = len(printed_millions.split(".")[1])
+    return f"{count / 1e6:.{decimals}f}" == printed_millions
 
 
 @pytest.fixture(autouse=True)

@@ -6,16 +6,10 @@ import numpy as np
 import pytest
 
 import keras_resnet
+from conftest import rounds_to
+from conftest import trainable_params
 from keras_resnet import config
 
-
-def trainable_params(model):
-    return sum(math.prod(w.shape) for w in model.trainable_weights)
-
-
-def rounds_to(count, printed_millions):
-    decimals = len(printed_millions.split(".")[1])
-    return f"{count / 1e6:.{decimals}f}" == printed_millions
 
 
 # torchvision's resnet18 ... resnet152 at 1000 classes: the "num_params"

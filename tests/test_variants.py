@@ -8,20 +8,14 @@ import numpy as np
 import pytest
 
 import keras_resnet
+from conftest import rounds_to
+from conftest import trainable_params
 from keras_resnet import config
 from keras_resnet.registry import VARIANTS
 
 # Builds that take minutes or gigabytes: ResNet-1001 and ResNet-1202.
 DEEPEST = {"preresnet1001", "resnet1202"}
 
-
-def trainable_params(model):
-    return sum(math.prod(w.shape) for w in model.trainable_weights)
-
-
-def rounds_to(count, printed_millions):
-    decimals = len(printed_millions.split(".")[1])
-    return f"{count / 1e6:.{decimals}f}" == printed_millions
 
 
 # torchvision's exact counts at 1000 classes: the "num_params" entries of the
