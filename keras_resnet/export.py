@@ -229,6 +229,9 @@ def fold_batch_norm(model):
     layer becomes an identity layer of the same name. The result computes the same
     function at inference up to float32 rounding, with one layer fewer to run
     per convolution; it is meant for serving, not for further training.
+    Every layer of the copy computes in float32, also where `model` was
+    built under a mixed-precision policy: serving then gives the same
+    outputs on any machine, bfloat16 instructions or not.
 
     Args:
         model: a functional `keras.Model`.
@@ -247,11 +250,12 @@ def fold_batch_norm(model):
             folds[parents[0].name] = layer
 
     def clone(layer):
+        config = dict(layer.get_config(), dtype="float32")
         if layer.name in folds:
-            return keras.layers.Conv2D.from_config(dict(layer.get_config(), use_bias=True))
+            return keras.layers.Conv2D.from_config(dict(config, use_bias=True))
         if any(bn is layer for bn in folds.values()):
-            return _FoldedBatchNorm(name=layer.name)
-        return layer.__class__.from_config(layer.get_config())
+            return _FoldedBatchNorm(name=layer.name, dtype="float32")
+        return layer.__class__.from_config(config)
 
     folded = keras.models.clone_model(model, clone_function=clone)
     for source, target in zip(model.layers, folded.layers):

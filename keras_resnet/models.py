@@ -227,9 +227,9 @@ def build(
                 "`class_names` needs `include_top=True` and no `feature_pyramid`: without the classifier there is "
                 "nothing to label."
             )
-        x = layers.ClassLabels(class_names, name="head_labels")(x)
+        x = layers.ClassLabels(class_names, name="head_labels", dtype=_head_dtype())(x)
     _allow_graph_depth(sum(arch.blocks_per_stage))
-    return keras.Model(inputs, x, name=name or _default_name(variant, arch, width))
+    return keras.Model(inputs, x, name=name or default_name(variant, arch, width))
 
 
 def _drop_path_rates(arch):
@@ -252,7 +252,8 @@ def _check_feature_pyramid(feature_pyramid, pooling, arch):
     return bool(feature_pyramid)
 
 
-def _default_name(variant, arch, width):
+def default_name(variant, arch, width):
+    """Return the name `build` gives a model: the variant's, or one made from the depth and family."""
     if variant is not None:
         return variant if width == 1.0 else f"{variant}_w{width:g}"
     if arch.family == "wrn":
@@ -270,6 +271,16 @@ def _allow_graph_depth(num_blocks):
     needed = 1000 + 20 * num_blocks
     if sys.getrecursionlimit() < needed:
         sys.setrecursionlimit(needed)
+
+
+def resolve(variant=None, depth=None, family=None, width=1.0):
+    """Return the `config.Architecture` that `build` makes of these arguments.
+
+    Raises:
+        ValueError, TypeError: as `build` does for them.
+    """
+    arguments = _merge_variant(variant, depth=depth, family=family)
+    return config.resolve_architecture(arguments.pop("depth"), arguments.pop("family"), width, **arguments)
 
 
 def _merge_variant(variant, **arguments):
@@ -342,10 +353,19 @@ def _normalization_layer(input_normalization, channels):
     return keras.layers.Normalization(mean=mean.tolist(), variance=(std**2).tolist(), name="input_normalize")
 
 
+def _head_dtype():
+    # Under a mixed dtype policy the classifier computes in float32, as the
+    # Keras mixed-precision guide advises: a bfloat16 softmax keeps about
+    # three significant digits.
+    return "float32" if keras.config.dtype_policy().name.startswith("mixed") else None
+
+
 def _head(x, include_top, pooling, num_classes, classifier_activation):
     if include_top:
         x = keras.layers.GlobalAveragePooling2D(name="head_pool")(x)
-        return keras.layers.Dense(num_classes, activation=classifier_activation, name="head_dense")(x)
+        return keras.layers.Dense(
+            num_classes, activation=classifier_activation, name="head_dense", dtype=_head_dtype()
+        )(x)
     if pooling == "avg":
         return keras.layers.GlobalAveragePooling2D(name="head_pool")(x)
     if pooling == "max":

@@ -18,6 +18,7 @@ file and renamed into place, so an interrupted run never leaves a truncated
 file where a good one was.
 """
 
+import contextlib
 import csv
 import dataclasses
 import json
@@ -56,7 +57,10 @@ class TrainConfig:
     and a cosine learning-rate decay after a linear warm-up.
 
     Attributes:
-        depth: int, network depth (see `keras_resnet.build`).
+        model: str or None, a named variant such as "resnet50d" or
+            "preresnet110" (see `keras_resnet.available_models`).
+        depth: int or None, network depth (see `keras_resnet.build`); None
+            is 20 (CIFAR ResNet-20) unless `model` names the network.
         family: "imagenet", "cifar" or None (inferred from the depth).
         width: float, width multiplier.
         epochs: int, number of epochs.
@@ -79,10 +83,15 @@ class TrainConfig:
         skip_bad_images: bool, whether files of a folder source that cannot
             be decoded are left out with a warning instead of stopping.
         jit_compile: bool or "auto", passed to `model.compile`.
+        precision: "float32", "mixed_bfloat16", "mixed_float16" or "auto",
+            the Keras dtype policy of the layers (see `resolve_precision`).
+            Variables stay float32 under the mixed policies, and the
+            classifier computes in float32; "mixed_float16" adds Keras's
+            dynamic loss scaling.
         verbose: "auto", 0, 1 or 2, passed to `model.fit`.
     """
 
-    depth: int = 20
+    depth: int = None
     family: str = None
     width: float = 1.0
     epochs: int = 15
@@ -103,7 +112,88 @@ class TrainConfig:
     # ResNet-20 with TensorFlow at 412 images/s with "auto", 382 with False
     # (the same setting there, so the gap is noise) and 186 with XLA.
     jit_compile: object = "auto"
+    # float32 by default, so that a saved model computes the same on every
+    # machine. resolve_precision explains "auto".
+    precision: str = "float32"
     verbose: object = "auto"
+    model: str = None
+
+
+DEFAULT_DEPTH = 20
+
+
+def architecture_arguments(cfg):
+    """Return the `variant`, `depth` and `family` arguments of `build` for `cfg`."""
+    depth = DEFAULT_DEPTH if cfg.depth is None and cfg.model is None else cfg.depth
+    return {"variant": cfg.model, "depth": depth, "family": cfg.family}
+
+
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16", "auto")
+
+
+def resolve_precision(precision):
+    """Return the Keras dtype policy name that `precision` stands for.
+
+    "auto" is "mixed_bfloat16" on a machine without a GPU whose CPU has
+    native bfloat16 instructions (AVX512_BF16 or AMX), else "float32".
+    On 2 AMD EPYC (Zen 4) cores, CIFAR ResNet-20 at batch 128 trained at 595
+    images/s under mixed_bfloat16 against 299 in float32 on TensorFlow, and
+    at 563 against 413 on the torch backend, measured in turns in one process.
+    On a GPU "auto" keeps float32, because mixed_float16 was not measured.
+
+    Args:
+        precision: one of `PRECISIONS`.
+
+    Returns:
+        str, "float32", "mixed_bfloat16" or "mixed_float16".
+    """
+    config.check_choice("precision", precision, PRECISIONS)
+    if precision != "auto":
+        return precision
+    if _has_gpu() or not _cpu_has_bfloat16():
+        return "float32"
+    return "mixed_bfloat16"
+
+
+@contextlib.contextmanager
+def precision_policy(precision):
+    """Make the layers built inside the block use the dtype policy of `precision`.
+
+    The global Keras policy is restored on leaving the block; the layers keep
+    theirs, and a saved model keeps them too.
+    """
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(resolve_precision(precision))
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def _cpu_has_bfloat16():
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return any(flag in flags for flag in ("avx512_bf16", "amx_bf16"))
+
+
+def _has_gpu():
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return bool(tf.config.list_physical_devices("GPU"))
+    if backend == "jax":
+        import jax
+
+        return jax.default_backend() != "cpu"
+    if backend == "torch":
+        import torch
+
+        return torch.cuda.is_available()
+    return False
 
 
 class RunExistsError(FileExistsError):
@@ -148,15 +238,15 @@ def build_model(cfg, datasets):
     Returns:
         An uncompiled `keras.Model`.
     """
-    return models.build(
-        depth=cfg.depth,
-        family=cfg.family,
-        width=cfg.width,
-        num_classes=len(datasets.class_names),
-        input_shape=datasets.image_shape,
-        input_normalization=(datasets.mean, datasets.std),
-        class_names=datasets.class_names,
-    )
+    with precision_policy(cfg.precision):
+        return models.build(
+            **architecture_arguments(cfg),
+            width=cfg.width,
+            num_classes=len(datasets.class_names),
+            input_shape=datasets.image_shape,
+            input_normalization=(datasets.mean, datasets.std),
+            class_names=datasets.class_names,
+        )
 
 
 def compile_model(model, cfg, steps_per_epoch):
@@ -203,8 +293,7 @@ def train(cfg=None, output=None, overwrite=False, callbacks=()):
     """
     cfg = cfg or TrainConfig()
     arch = check_config(cfg)
-    family = arch.family
-    run_dir = resolve_run_dir(output, models.model_name(cfg.depth, family, cfg.width))
+    run_dir = resolve_run_dir(output, models.default_name(cfg.model, arch, cfg.width))
     replace = _check_run_dir(run_dir, cfg, overwrite)
     keras.utils.set_random_seed(cfg.seed)
 
@@ -269,7 +358,7 @@ def train(cfg=None, output=None, overwrite=False, callbacks=()):
         )
 
     plot_curves(history, run_dir / CURVES_FILE)
-    metrics = _metrics(cfg, model, datasets, history, timer, monitor, backend)
+    metrics = _metrics(cfg, arch, model, datasets, history, timer, monitor, backend)
     metrics["run_dir"] = str(run_dir)
     # Strict JSON has no NaN or infinity; a non-finite figure becomes null.
     metrics = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in metrics.items()}
@@ -370,7 +459,7 @@ def check_image_size(datasets, arch):
 
 def check_config(cfg):
     """Validate `cfg` before any work starts; return its `config.Architecture`."""
-    arch = config.resolve_architecture(cfg.depth, cfg.family, cfg.width)
+    arch = models.resolve(**architecture_arguments(cfg), width=cfg.width)
     config.check_int("epochs", cfg.epochs, minimum=1)
     config.check_int("batch_size", cfg.batch_size, minimum=1)
     config.check_positive_number("learning_rate", cfg.learning_rate)
@@ -379,6 +468,7 @@ def check_config(cfg):
     config.check_in_range("warmup_epochs", cfg.warmup_epochs, 0, math.inf, "a finite number >= 0")
     config.check_in_range("validation_split", cfg.validation_split, 0, 1, "a number in [0, 1)")
     config.check_int("seed", cfg.seed, minimum=0)
+    config.check_choice("precision", cfg.precision, PRECISIONS)
     if cfg.seed >= 2**32:
         raise ValueError(f"`seed` must be an integer in [0, 2**32); received {cfg.seed!r}.")
     return arch
@@ -487,7 +577,7 @@ def _trainable_params(model):
     return int(sum(math.prod(w.shape) for w in model.trainable_weights))
 
 
-def _metrics(cfg, model, datasets, history, timer, monitor, backend):
+def _metrics(cfg, arch, model, datasets, history, timer, monitor, backend):
     best = max(history, key=lambda row: row.get(monitor, -math.inf))
     last = history[-1]
     # Training drops the last partial batch unless the data is smaller than
@@ -508,9 +598,11 @@ def _metrics(cfg, model, datasets, history, timer, monitor, backend):
         "backend": backend,
         "keras_version": keras.__version__,
         "jit_compile": cfg.jit_compile,
+        "precision": resolve_precision(cfg.precision),
         "model": model.name,
-        "family": config.resolve_family(cfg.depth, cfg.family),
-        "depth": cfg.depth,
+        "variant": cfg.model,
+        "family": arch.family,
+        "depth": arch.depth,
         "width": cfg.width,
         "params": _trainable_params(model),
         "total_params": int(model.count_params()),

@@ -502,6 +502,24 @@ def test_fold_batch_norm_keeps_outputs():
     np.testing.assert_allclose(folded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5)
 
 
+def test_fold_mixed_precision_to_float32():
+    from keras_resnet import training
+
+    with training.precision_policy("mixed_bfloat16"):
+        mixed = keras_resnet.build(depth=8, family="cifar", width=0.5, num_classes=3, class_names=CLASS_NAMES)
+    reference = keras_resnet.build(depth=8, family="cifar", width=0.5, num_classes=3, class_names=CLASS_NAMES)
+    rng = np.random.default_rng(6)
+    reference.set_weights([w + rng.uniform(0, 0.2, w.shape) for w in mixed.get_weights()])
+    mixed.set_weights(reference.get_weights())
+
+    folded = export.fold_batch_norm(mixed)
+
+    assert mixed.get_layer("stem_conv1").dtype_policy.name == "mixed_bfloat16"
+    assert {layer.dtype_policy.name for layer in folded.layers} == {"float32"}
+    x = rng.uniform(-2, 2, (4, SIZE, SIZE, 3)).astype("float32")
+    np.testing.assert_allclose(folded.predict(x, verbose=0), reference.predict(x, verbose=0), atol=1e-5)
+
+
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="backend-independent; runs under tensorflow")
 def test_onnx_of_logits_model_outputs_probabilities(tmp_path):
     onnxruntime = pytest.importorskip("onnxruntime", reason="install keras3-resnet[onnx] for the ONNX export")

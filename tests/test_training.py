@@ -2,6 +2,7 @@ import json
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import keras
 import keras_resnet
@@ -28,6 +29,16 @@ def test_short_fit_lowers_loss_and_moves_batchnorm_statistics():
     loss_after = model.evaluate(batches, verbose=0)[0]
     assert loss_after < 0.8 * loss_before
     assert not np.allclose(keras.ops.convert_to_numpy(bn.moving_mean), mean_before)
+
+
+def test_pipeline_feeds_any_backend_fit():
+    ds = data.load_datasets("sample", batch_size=32)
+    model = keras_resnet.build(depth=8, input_normalization=(ds.mean, ds.std))
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    history = model.fit(ds.train.take(2), validation_data=ds.validation.take(1), epochs=1, verbose=0, shuffle=False)
+    assert np.isfinite(history.history["loss"][0])
+    assert keras.backend.backend() in ("tensorflow", "jax", "torch")
+    assert isinstance(ds.train, tf.data.Dataset)
 
 
 def test_weight_decay_skips_batchnorm_and_bias():
@@ -90,6 +101,9 @@ def test_finished_run_is_not_overwritten(tmp_path):
         ({"warmup_epochs": float("inf")}, "inf"),
         ({"validation_split": 1.0}, "1.0"),
         ({"seed": -1}, "-1"),
+        ({"precision": "half"}, "'half'"),
+        ({"model": "resnet51"}, "'resnet51'"),
+        ({"model": "resnet50", "depth": 20}, "depth=20"),
     ],
 )
 def test_invalid_config_message(tmp_path, changes, received):
@@ -170,3 +184,54 @@ def test_images_smaller_than_network_minimum(tmp_path):
     with pytest.raises(ValueError, match="--image-size 32") as info:
         training.train(cfg, output=tmp_path / "run")
     assert "8x8" in str(info.value)
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="the variant reaches build() the same way under every backend; test_variant_training.py trains the "
+    "variants under each",
+)
+def test_named_variant_trains_and_names_its_run(tmp_path):
+    cfg = training.TrainConfig(model="resnet18d", width=0.125, epochs=1, batch_size=64, verbose=0)
+    metrics = training.train(cfg, output=tmp_path)
+    assert metrics["variant"] == "resnet18d"
+    assert (metrics["family"], metrics["depth"]) == ("imagenet", 18)
+
+    model = keras_resnet.load_model(tmp_path / "model.keras")
+    expected = keras_resnet.build("resnet18d", width=0.125, num_classes=10, input_shape=(32, 32, 3))
+    assert model.name == "resnet18d_w0.125"
+    added_by_training = ("input_normalize", "head_labels")
+    names = [layer.name for layer in model.layers if layer.name not in added_by_training]
+    assert names == [layer.name for layer in expected.layers]
+    assert metrics["params"] == sum(int(np.prod(w.shape)) for w in expected.trainable_weights)
+
+
+def test_default_network_is_resnet20():
+    arch = training.check_config(training.TrainConfig())
+    assert (arch.family, arch.depth) == ("cifar", 20)
+
+
+def test_mixed_bfloat16_computes_the_classifier_in_float32(tmp_path):
+    cfg = training.TrainConfig(depth=8, epochs=1, batch_size=64, precision="mixed_bfloat16", verbose=0)
+    metrics = training.train(cfg, output=tmp_path)
+    assert metrics["precision"] == "mixed_bfloat16"
+    assert keras.config.dtype_policy().name == "float32"
+
+    model = keras_resnet.load_model(tmp_path / "model.keras")
+    assert model.get_layer("stage1_block1_conv1").dtype_policy.name == "mixed_bfloat16"
+    assert model.get_layer("stage1_block1_conv1").kernel.dtype == "float32"
+    assert model.get_layer("head_dense").dtype_policy.name == "float32"
+    probabilities = model.predict(np.full((2, 32, 32, 3), 128.0, "float32"), verbose=0)
+    assert probabilities.dtype == np.float32
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "gpu, bfloat16, expected",
+    [(False, True, "mixed_bfloat16"), (False, False, "float32"), (True, True, "float32")],
+)
+def test_auto_precision_follows_the_device(monkeypatch, gpu, bfloat16, expected):
+    monkeypatch.setattr(training, "_has_gpu", lambda: gpu)
+    monkeypatch.setattr(training, "_cpu_has_bfloat16", lambda: bfloat16)
+    assert training.resolve_precision("auto") == expected
+    assert training.resolve_precision("mixed_float16") == "mixed_float16"

@@ -1,8 +1,8 @@
 """One training step, saving and reloading for the options of the registry.
 
 The fast tests train a few small networks that together use every option of
-the registry entries. `test_every_variant_trains` (slow) trains every entry
-at a quarter of its width.
+the registry entries. The slow tests train every entry at a quarter of its
+width, save it, and reload it in a fresh process of the next backend.
 """
 
 import os
@@ -129,18 +129,23 @@ def test_one_step_trains_every_weight(trained, name):
     assert_every_weight_moved(model, before)
 
 
-def test_reload_under_next_backend(trained):
-    folder, results = trained
+def reload_under_next_backend(folder, timeout=600):
+    """Reload every .keras file of `folder` in a fresh process of the next backend, writing *.reloaded.npy."""
     backend = NEXT_BACKEND[keras.backend.backend()]
     result = subprocess.run(
         [sys.executable, "-c", RELOAD, folder],
         env=dict(os.environ, KERAS_BACKEND=backend),
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=timeout,
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().endswith(backend)
+
+
+def test_reload_under_next_backend(trained):
+    folder, results = trained
+    reload_under_next_backend(folder)
     for name in RELOADED:
         np.testing.assert_allclose(np.load(folder / f"{name}.reloaded.npy"), results[name][3], atol=1e-5, err_msg=name)
 
@@ -166,10 +171,40 @@ def test_zero_init_and_drop_path_train():
     assert np.any(gamma != 0)
 
 
+EVERY_VARIANT = sorted(VARIANTS)
+
+
+@pytest.fixture(scope="module")
+def every_variant_folder(tmp_path_factory):
+    """A folder that the slow tests fill with every variant, trained one step, and its outputs."""
+    folder = tmp_path_factory.mktemp("every_variant")
+    np.save(folder / "x.npy", images_and_labels()[0])
+    return folder
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("variant", sorted(set(VARIANTS) - {"preresnet1001", "resnet1202"}))
-def test_every_variant_trains(variant):
+@pytest.mark.parametrize("variant", EVERY_VARIANT)
+def test_every_variant_trains(variant, every_variant_folder):
     model = keras_resnet.build(variant, width=0.25, **SMALL)
+    assert model.name == f"{variant}_w0.25"
+    assert len({layer.name for layer in model.layers}) == len(model.layers)
     before, loss = train_one_step(model)
     assert np.isfinite(loss)
     assert_every_weight_moved(model, before)
+    model.save(every_variant_folder / f"{variant}.keras")
+    np.save(every_variant_folder / f"{variant}.npy", predict(model, np.load(every_variant_folder / "x.npy")))
+
+
+@pytest.mark.slow
+def test_every_variant_reloads_under_next_backend(every_variant_folder):
+    # Runs after test_every_variant_trains (pytest keeps the file's order).
+    saved = sorted(path.stem for path in every_variant_folder.glob("*.keras"))
+    assert saved == EVERY_VARIANT
+    reload_under_next_backend(every_variant_folder, timeout=1800)
+    for variant in EVERY_VARIANT:
+        np.testing.assert_allclose(
+            np.load(every_variant_folder / f"{variant}.reloaded.npy"),
+            np.load(every_variant_folder / f"{variant}.npy"),
+            atol=1e-5,
+            err_msg=variant,
+        )
