@@ -149,6 +149,8 @@ def test_rerun_refuses_to_overwrite(finished_run):
         (["--batch-size", "0"], "--batch-size"),
         (["--seed", "-1"], "--seed"),
         (["--weight-decay", "nan"], "nan"),
+        (["--model", "resnet51"], "'resnet51'"),
+        (["--model", "resnet50", "--depth", "20"], "depth=20"),
     ],
 )
 def test_bad_arguments_exit_cleanly(tmp_path, capsys, args, received):
@@ -163,6 +165,16 @@ def test_bad_arguments_exit_cleanly(tmp_path, capsys, args, received):
     assert received in stderr
     assert stderr.strip().splitlines()[-1].startswith("keras-resnet: error:"), stderr
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("option", ["--rounds", "--steps"])
+def test_benchmark_rejects_zero_length(capsys, option):
+    from keras_resnet import cli
+
+    status = cli.main(["benchmark", option, "0"])
+    stderr = capsys.readouterr().err
+    assert status == 2
+    assert f"{option} must be an integer >= 1; received 0" in stderr
 
 
 def test_bad_argument_in_a_real_process(tmp_path):

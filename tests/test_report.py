@@ -1,8 +1,13 @@
 import csv
 
+import keras
 import pytest
 
 from keras_resnet import report
+
+pytestmark = pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow", reason="tables and plots only, backend-independent; runs under tensorflow"
+)
 
 
 def row(trial, params, accuracy, status="completed"):
