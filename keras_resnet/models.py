@@ -6,7 +6,6 @@ function.
 """
 
 import math
-import sys
 
 import keras
 import numpy as np
@@ -14,6 +13,7 @@ import numpy as np
 from keras_resnet import blocks
 from keras_resnet import config
 from keras_resnet import layers
+from keras_resnet import saving
 from keras_resnet import stems
 from keras_resnet.registry import VARIANTS
 from keras_resnet.registry import available_models
@@ -228,7 +228,9 @@ def build(
                 "nothing to label."
             )
         x = layers.ClassLabels(class_names, name="head_labels", dtype=_head_dtype())(x)
-    _allow_graph_depth(sum(arch.blocks_per_stage))
+    # A block adds at most about 17 layers to the longest path (a bottleneck
+    # with squeeze-and-excitation and drop path).
+    saving.allow_graph_depth(17 * sum(arch.blocks_per_stage))
     return keras.Model(inputs, x, name=name or default_name(variant, arch, width))
 
 
@@ -261,16 +263,6 @@ def default_name(variant, arch, width):
     # Only the CIFAR bottleneck depths need the block to pick the family.
     block = "bottleneck" if arch.family == "cifar" and arch.block_type == "bottleneck" else None
     return model_name(arch.depth, arch.family, width, block=block)
-
-
-def _allow_graph_depth(num_blocks):
-    # Keras walks the functional graph recursively, about 10 frames per
-    # residual block, and stops at Python's default limit of 1000 frames
-    # before the 600 blocks of CIFAR ResNet-1202. The limit is only raised,
-    # never lowered, because loading the model later walks the graph again.
-    needed = 1000 + 20 * num_blocks
-    if sys.getrecursionlimit() < needed:
-        sys.setrecursionlimit(needed)
 
 
 def resolve(variant=None, depth=None, family=None, width=1.0):

@@ -139,6 +139,10 @@ def resolve_precision(precision):
     On 2 AMD EPYC (Zen 4) cores, CIFAR ResNet-20 at batch 128 trained at 595
     images/s under mixed_bfloat16 against 299 in float32 on TensorFlow, and
     at 563 against 413 on the torch backend, measured in turns in one process.
+    No accuracy cost showed: ResNet-20 trained 15 epochs on 9,990 CIFAR-10
+    images reached 75.4 % validation accuracy on 5,010 held-out images under
+    mixed_bfloat16 and 75.2 % in float32, one run each
+    (experiments/cifar10_recipe.py, records in experiments/README.md).
     On a GPU "auto" keeps float32, because mixed_float16 was not measured.
 
     Args:

@@ -92,6 +92,9 @@ def _sample_jpegs(folder, count):
     return paths
 
 
+# The export and predict commands are thin layers over export.py and
+# predict.py, whose tests run under every backend.
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="backend-independent; runs under tensorflow")
 def test_export_then_predict_from_the_command_line(finished_run, tmp_path):
     run_dir, _ = finished_run
     model_path = run_dir / "model.keras"
@@ -165,6 +168,35 @@ def test_bad_arguments_exit_cleanly(tmp_path, capsys, args, received):
     assert received in stderr
     assert stderr.strip().splitlines()[-1].startswith("keras-resnet: error:"), stderr
     assert not (tmp_path / "run").exists()
+
+
+class _Captured(Exception):
+    pass
+
+
+@pytest.mark.parametrize("value, expected", [("false", False), ("true", True), ("auto", "auto")])
+def test_jit_compile_option_reaches_config(monkeypatch, tmp_path, value, expected):
+    from keras_resnet import cli
+    from keras_resnet import training
+
+    def capture(cfg, **kwargs):
+        raise _Captured(cfg)
+
+    monkeypatch.setattr(training, "train", capture)
+    with pytest.raises(_Captured) as info:
+        cli.main(["train", "--jit-compile", value, "--output", str(tmp_path / "run")])
+    assert info.value.args[0].jit_compile == expected
+
+
+def test_jit_compile_option_names_choices(capsys):
+    from keras_resnet import cli
+
+    with pytest.raises(SystemExit) as info:
+        cli.main(["train", "--jit-compile", "maybe"])
+    stderr = capsys.readouterr().err
+    assert info.value.code == 2
+    assert "'maybe'" in stderr
+    assert "'auto', 'true', 'false'" in stderr
 
 
 @pytest.mark.parametrize("option", ["--rounds", "--steps"])

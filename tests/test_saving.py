@@ -144,3 +144,34 @@ def test_load_model_rejects_folder(tmp_path):
     with pytest.raises(ValueError, match="is a folder") as info:
         keras_resnet.load_model(folder)
     assert str(folder) in str(info.value)
+
+
+LOAD_DEEP = """
+import sys
+import keras
+import numpy as np
+import keras_resnet
+
+print(sys.getrecursionlimit())
+model = keras_resnet.load_model(sys.argv[1], compile=False)
+print(len(model.layers), float(keras.ops.convert_to_numpy(model(np.ones((1, 2), "float32")))[0, 0]))
+"""
+
+
+def test_load_model_deep_graph(tmp_path):
+    from keras_resnet import saving
+
+    # 2,000 layers in a chain: Keras's recursive graph walk needs more than
+    # Python's default 1000 frames, as the CIFAR ResNet-1202 does.
+    saving.allow_graph_depth(2000)
+    inputs = keras.Input((2,))
+    x = inputs
+    for _ in range(2000):
+        x = keras.layers.Identity()(x)
+    keras.Model(inputs, x).save(tmp_path / "deep.keras")
+
+    result = run_python(LOAD_DEEP, tmp_path / "deep.keras")
+    assert result.returncode == 0, result.stderr[-2000:]
+    default_limit, loaded = result.stdout.strip().splitlines()[-2:]
+    assert int(default_limit) == 1000
+    assert loaded == "2001 1.0"
