@@ -46,6 +46,11 @@ NEXT_BACKEND = {"tensorflow": "torch", "torch": "jax", "jax": "tensorflow"}
 # the unnormalised pyramid features reach about 13, where the backends'
 # float32 convolutions differed by up to 1.7e-5 (a relative 3.6e-6).
 RELOAD_TOLERANCE = 1e-5
+# The untrained deeper networks of the registry compute logits up to about
+# 1e6 in inference mode, where the backends' float32 rounding compounds
+# over the layers: preresnet164's differed by a relative 1.5e-4 between
+# backends while every weight was byte-identical.
+UNTRAINED_RELOAD_RTOL = 1e-3
 
 RELOAD = """
 import hashlib
@@ -247,7 +252,7 @@ def test_every_variant_reloads_under_next_backend(every_variant_folder):
         np.testing.assert_allclose(
             np.load(every_variant_folder / f"{variant}.reloaded.npy"),
             saved,
-            rtol=RELOAD_TOLERANCE,
+            rtol=UNTRAINED_RELOAD_RTOL,
             atol=RELOAD_TOLERANCE,
             err_msg=variant,
         )
