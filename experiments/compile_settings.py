@@ -10,12 +10,12 @@ Usage:
 
 import argparse
 import json
-import time
 
 import keras
 import numpy as np
 
 import keras_resnet
+from keras_resnet.benchmark import fit_images_per_second
 
 SETTINGS = {"tensorflow": (False, "auto", True), "jax": ("auto",), "torch": ("auto", False)}
 
@@ -26,11 +26,10 @@ def make_model(jit_compile):
     return model
 
 
-def images_per_second(model, x, y, steps, batch_size):
+def images_per_second(model, x, y, batch_size):
+    # Two untimed steps first, which compile on the first round.
     model.fit(x[: 2 * batch_size], y[: 2 * batch_size], batch_size=batch_size, epochs=1, verbose=0)
-    start = time.perf_counter()
-    model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0, shuffle=False)
-    return steps * batch_size / (time.perf_counter() - start)
+    return fit_images_per_second(model, x, y, batch_size)
 
 
 def main():
@@ -49,7 +48,7 @@ def main():
     rates = {setting: [] for setting in models}
     for _ in range(args.rounds):
         for setting, model in models.items():
-            rates[setting].append(images_per_second(model, x, y, args.steps, args.batch_size))
+            rates[setting].append(images_per_second(model, x, y, args.batch_size))
 
     medians = {str(setting): float(np.median(values)) for setting, values in rates.items()}
     best = max(medians.values())
