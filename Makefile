@@ -8,7 +8,7 @@ PYTEST_ARGS ?= -q -m "not slow"
 TORCHVISION_VENV ?= .venv-torchvision
 TORCHVISION_REFERENCE ?= build/torchvision-reference
 
-.PHONY: install train test torchvision-reference
+.PHONY: install train benchmark test torchvision-reference
 
 install: $(VENV)/.installed
 
@@ -22,6 +22,11 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 # pass options through ARGS, e.g. make train ARGS="--backend jax --epochs 30".
 train: install
 	$(VENV)/bin/keras-resnet train $(ARGS)
+
+# Measures keras_resnet against plain Keras, keras.applications and pure
+# PyTorch (about 40 minutes on 2 cores); e.g. make benchmark ARGS=--quick.
+benchmark: install
+	$(VENV)/bin/keras-resnet benchmark $(ARGS)
 
 # Runs the test suite once per Keras backend, each in its own process, one
 # after another. PARALLEL=1 runs the three at the same time and prints each
