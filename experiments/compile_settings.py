@@ -26,12 +26,6 @@ def make_model(jit_compile):
     return model
 
 
-def images_per_second(model, x, y, batch_size):
-    # Two untimed steps first, which compile on the first round.
-    model.fit(x[: 2 * batch_size], y[: 2 * batch_size], batch_size=batch_size, epochs=1, verbose=0)
-    return fit_images_per_second(model, x, y, batch_size)
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -48,7 +42,7 @@ def main():
     rates = {setting: [] for setting in models}
     for _ in range(args.rounds):
         for setting, model in models.items():
-            rates[setting].append(images_per_second(model, x, y, args.batch_size))
+            rates[setting].append(fit_images_per_second(model, x, y, args.batch_size))
 
     medians = {str(setting): float(np.median(values)) for setting, values in rates.items()}
     best = max(medians.values())

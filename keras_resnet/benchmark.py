@@ -150,22 +150,23 @@ def _keras_train(item, steps):
         model = plain_keras_resnet(item["model"], size)
         model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9, nesterov=True), loss="sparse_categorical_crossentropy")
     x, y = _random_batch(size, batch * steps, model.output_shape[-1])
-    # The first steps compile; they are not timed.
-    model.fit(x[: 2 * batch], y[: 2 * batch], batch_size=batch, epochs=1, verbose=0)
     return fit_images_per_second(model, x, y, batch)
 
 
 def fit_images_per_second(model, x, y, batch_size):
-    """Fit `model` one epoch on `x`, `y`; return images/s over its steps alone.
+    """Return the images/s of one epoch of `model.fit` on `x`, `y`, timed over its steps alone.
 
-    The steps are timed as the PyTorch loop times them. On TensorFlow, `fit`
-    took 2.3 s more to return after its last step in about half the
-    processes on this machine, which halved a 10-step measurement.
+    Two untimed steps run first, so a model fitted for the first time has
+    compiled before the clock starts. The steps are timed as the PyTorch loop
+    times them. On 2 AMD EPYC cores under TensorFlow, `fit` took 2.3 s more to
+    return after its last step in about half the processes, which halved a
+    10-step measurement of the whole call.
     """
     import keras
 
-    # The epoch's logs are read at `on_epoch_end`, so under JAX's asynchronous
-    # dispatch the last step has finished by then.
+    model.fit(x[: 2 * batch_size], y[: 2 * batch_size], batch_size=batch_size, epochs=1, verbose=0)
+    # Keras reads the epoch's logs before `on_epoch_end`, so under JAX's
+    # asynchronous dispatch the last step has finished by then.
     marks = {}
     step_timer = keras.callbacks.LambdaCallback(
         on_train_batch_begin=lambda step, logs: marks.setdefault("start", time.perf_counter()),

@@ -110,7 +110,7 @@ class TrainConfig:
     # keeps the torch backend eager, and always compiles on JAX. On a 2-core
     # AMD EPYC (Zen 4), experiments/compile_settings.py measured CIFAR
     # ResNet-20 with TensorFlow at 469 images/s with "auto", 468 with False
-    # (the same setting there) and 333 with XLA.
+    # (which "auto" resolves to there) and 333 with XLA.
     jit_compile: object = "auto"
     # float32 by default, so that a saved model computes the same on every
     # machine. resolve_precision explains "auto".
@@ -137,9 +137,9 @@ def resolve_precision(precision):
     "auto" is "mixed_bfloat16" on a machine without a GPU whose CPU has
     native bfloat16 instructions (AVX512_BF16 or AMX), else "float32".
     On 2 AMD EPYC (Zen 4) cores, CIFAR ResNet-20 at batch 128 trained at 517
-    images/s under mixed_bfloat16 against 454 in float32 on TensorFlow, and
-    at 459 against 379 on the torch backend; JAX gained 4 % (median of 3
-    rounds of `keras-resnet benchmark`, experiments/results).
+    images/s under mixed_bfloat16 against 454 in float32 on TensorFlow, at
+    459 against 379 on the torch backend, and 4 % faster on JAX (medians of
+    3 rounds of `keras-resnet benchmark`, recorded in experiments/results).
     No accuracy cost showed: ResNet-20 trained 15 epochs on 9,990 CIFAR-10
     images reached 75.4 % validation accuracy on 5,010 held-out images under
     mixed_bfloat16 and 75.2 % in float32, one run each
